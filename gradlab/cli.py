@@ -1,0 +1,138 @@
+"""The ``gradlab`` command line: a thin layer over the library.
+
+    gradlab run [CONFIG.toml] [--out DIR] [--chunk-size N] [--overwrite]
+    gradlab report RUN_DIR --out DIR
+    gradlab data download mnist [--data-dir DIR]
+
+An invalid config exits with status 2 and one line naming the field (no traceback).
+``GRADLAB_FAST=1`` shrinks any sweep (fewer steps, seeds and examples) for smoke tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from gradlab.spec import ConfigError, SweepSpec
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gradlab", description="Measure gradient explosion with vmapped JAX sweeps."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="run a sweep (no CONFIG: the embedded default experiment)",
+        description="Run a sweep from a TOML config and print the optimizer comparison table. "
+        "Without CONFIG, runs the default experiment: the article's MLP 784-10-10-10 on MNIST "
+        "with five optimizer chains over learning rate x init scale x seeds.",
+    )
+    run.add_argument("config", nargs="?", help="sweep TOML file (see README)")
+    run.add_argument("--out", help="run directory (default: runs/<config name>)")
+    run.add_argument("--chunk-size", type=int, help="runs per compiled call")
+    run.add_argument(
+        "--overwrite", action="store_true", help="replace a run directory of another sweep"
+    )
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--no-report", action="store_true", help="do not write the HTML report")
+
+    report = commands.add_parser(
+        "report",
+        help="write the HTML report of a run directory",
+        description="Write an HTML report (figures, comparison table, spec) and CSV/markdown "
+        "tables for a finished run directory.",
+    )
+    report.add_argument("run_dir", help="a run directory written by `gradlab run`")
+    report.add_argument("--out", required=True, help="directory for the report")
+
+    data = commands.add_parser("data", help="manage data sets", description="Manage data sets.")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    download = data_commands.add_parser(
+        "download",
+        help="download a data set",
+        description="Download full MNIST (IDX files, checksummed) into the data directory.",
+    )
+    download.add_argument("name", choices=["mnist"], help="data set")
+    download.add_argument(
+        "--data-dir", help="data directory (default: $GRADLAB_DATA or ~/.cache/gradlab)"
+    )
+    download.add_argument("--base-url", help="mirror to download from")
+    return parser
+
+
+def _fast(spec: SweepSpec) -> SweepSpec:
+    return spec.shrunk() if os.environ.get("GRADLAB_FAST") == "1" else spec
+
+
+def _run(args: argparse.Namespace) -> int:
+    import gradlab as gl
+    from gradlab import analysis
+
+    if args.config:
+        spec = gl.load_toml(args.config)
+        out = args.out or str(Path("runs") / Path(args.config).stem)
+    else:
+        spec = gl.default_spec()
+        out = args.out or str(Path("runs") / "default")
+    spec = _fast(spec)
+    if args.chunk_size is not None and args.chunk_size <= 0:
+        raise ConfigError(f"--chunk-size: must be a positive integer, got {args.chunk_size}")
+    ds = gl.run(
+        spec,
+        out=out,
+        chunk_size=args.chunk_size,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
+    )
+    table = analysis.compare_optimizers(ds)
+    print(analysis.format_table(table))
+    print(
+        f"\n{ds.attrs['wall_time_s']:.1f} s wall ({ds.attrs['compile_time_s']:.1f} s compiling); "
+        f"results in {out}/ (gradlab.load({out!r}))"
+    )
+    if not args.no_report:
+        from gradlab.report import write_report
+
+        page = write_report(ds, Path(out) / "report")
+        print(f"report: {page}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from gradlab.report import write_report
+
+    if not Path(args.run_dir).is_dir():
+        raise ConfigError(f"run_dir: {args.run_dir} is not a directory")
+    print(write_report(args.run_dir, args.out))
+    return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    from gradlab import data
+
+    kwargs = {"base_url": args.base_url} if args.base_url else {}
+    path = data.download_mnist(args.data_dir, **kwargs)
+    print(f"MNIST is in {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``gradlab`` console script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    handlers = {"run": _run, "report": _report, "data": _data}
+    try:
+        return handlers[args.command](args)
+    except ConfigError as err:
+        print(f"gradlab: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gradlab: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,590 @@
+"""The sweep engine: spec -> plan -> one compiled program per group -> chunks -> Dataset.
+
+A sweep is the Cartesian product of optimizer chains, static grid axes (``activation``, ``init``,
+``batch_size``) and traced grid axes (everything else). Chains and static axes make **groups**;
+each group is compiled once as one program, ``jit(vmap(train_run))``, and fed the flat table of
+traced runs in fixed-size **chunks** (the last one padded), so changing any traced value never
+recompiles.
+
+Each run draws its initial parameters from its ``seed`` and ``init_scale``/``bias_std``
+(``init_run``); ``train_run`` builds its optax chain from its traced hyperparameters and runs one
+``lax.scan`` over blocks of ``log_every`` steps (the first step of a block records the metrics,
+the others only train). Every step checks divergence: a run diverges at the first step whose loss
+or gradient is non-finite, or whose loss exceeds ``divergence_factor`` x its initial loss (chains
+with ``apply_if_finite`` skip non-finite gradients instead; for them non-finite *parameters*
+count). From that step on the run is frozen (its update is not applied) and its later metrics are
+NaN; the step of divergence keeps the values measured there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import xarray as xr
+
+from gradlab import data as data_lib
+from gradlab import metrics as M
+from gradlab import models, optim, store
+from gradlab.spec import ConfigError, DataSpec, SweepSpec
+
+__all__ = ["Group", "Plan", "load_data", "make_plan", "run"]
+
+EVAL_BATCH = 1000
+DEFAULT_MEMORY_BUDGET = 2 * 2**30  # bytes for one chunk's outputs and working set
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """A static group: one optimizer chain and one value of each static grid axis."""
+
+    chain: Any
+    static: Mapping[str, Any]
+
+    @property
+    def label(self) -> str:
+        extra = "".join(f", {k}={v}" for k, v in self.static.items())
+        return f"{optim.chain_name(self.chain)}{extra}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What a sweep will compute: groups x a flat table of traced runs, in chunks.
+
+    Attributes:
+      spec: the validated spec.
+      groups: the static groups (optimizer outermost, then static axes in grid order).
+      runs: traced axis -> [num_runs] values, the Cartesian product in C order.
+      steps: optimizer steps per run.
+      steps_per_epoch: batches per epoch (1 for full batch).
+      logged_steps: the steps whose metrics are recorded.
+      chunk_size: runs per compiled call.
+    """
+
+    spec: SweepSpec
+    groups: tuple[Group, ...]
+    runs: Mapping[str, np.ndarray]
+    steps: int
+    steps_per_epoch: int
+    logged_steps: np.ndarray
+    chunk_size: int
+
+    @property
+    def num_runs(self) -> int:
+        """Traced runs per group."""
+        return len(next(iter(self.runs.values()))) if self.runs else 1
+
+    @property
+    def num_chunks(self) -> int:
+        """Chunks per group."""
+        return math.ceil(self.num_runs / self.chunk_size)
+
+    def chunk(self, index: int) -> dict[str, np.ndarray]:
+        """The traced hyperparameters of chunk ``index``, padded to ``chunk_size`` runs.
+
+        Padding repeats the chunk's first run; padded results are discarded.
+        """
+        start = index * self.chunk_size
+        stop = min(start + self.chunk_size, self.num_runs)
+        pad = self.chunk_size - (stop - start)
+        out = {}
+        for name, values in self.runs.items():
+            part = values[start:stop]
+            out[name] = np.concatenate([part, np.repeat(part[:1], pad)]) if pad else part
+        if not out:  # a grid with no traced axis: one run per group (seed 0)
+            out["seed"] = np.zeros(self.chunk_size, np.int32)
+        return out
+
+
+def load_data(data: DataSpec | data_lib.Dataset) -> data_lib.Dataset:
+    """The arrays of a :class:`DataSpec` (or a user's Dataset, validated)."""
+    if isinstance(data, DataSpec):
+        return data_lib.load(
+            data.name,
+            n_train=data.n_train,
+            n_test=data.n_test,
+            seed=data.seed,
+            data_dir=data.data_dir,
+            **data.options,
+        )
+    return data_lib.from_arrays(*data)
+
+
+def _traced_dtype(name: str) -> Any:
+    return np.int32 if name == "seed" else np.float32
+
+
+def make_plan(
+    spec: SweepSpec,
+    dataset: data_lib.Dataset,
+    chunk_size: int | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> Plan:
+    """Lay out the sweep: groups, the flat table of traced runs, steps and chunking.
+
+    Raises:
+      ConfigError: a field is inconsistent with the data (e.g. batch larger than the data set).
+    """
+    n_train = dataset.x_train.shape[0]
+    batch_sizes = spec.static_axes.get("batch_size", (spec.batch_size,))
+    for b in batch_sizes:
+        if b is not None and b > n_train:
+            raise ConfigError(f"batch_size: {b} is larger than the training set ({n_train})")
+    if spec.epochs is not None and len(set(batch_sizes)) > 1:
+        raise ConfigError("epochs: give steps= when batch_size is a grid axis")
+    batch = batch_sizes[0]
+    steps_per_epoch = 1 if batch is None else n_train // batch
+    steps = spec.steps if spec.steps is not None else spec.epochs * steps_per_epoch
+    if spec.log_every > steps:
+        raise ConfigError(f"log_every: {spec.log_every} is more than the {steps} steps")
+    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size <= 0):
+        raise ConfigError(f"chunk_size: must be a positive integer, got {chunk_size!r}")
+
+    static = spec.static_axes
+    groups = tuple(
+        Group(chain, dict(zip(static, values, strict=True)))
+        for chain in spec.optimizers
+        for values in itertools.product(*static.values())
+    )
+    traced = spec.traced_axes
+    grid_points = list(itertools.product(*traced.values()))
+    runs = {
+        name: np.array([p[i] for p in grid_points], _traced_dtype(name))
+        for i, name in enumerate(traced)
+    }
+    logged = np.arange(0, (steps // spec.log_every) * spec.log_every, spec.log_every)
+    num_runs = len(grid_points)
+    if chunk_size is None:
+        per_run = _bytes_per_run(spec, dataset, len(logged), batch or n_train)
+        chunk_size = max(1, min(num_runs, 4096, memory_budget // per_run))
+    return Plan(spec, groups, runs, steps, steps_per_epoch, logged, min(chunk_size, num_runs))
+
+
+def _bytes_per_run(spec: SweepSpec, dataset: data_lib.Dataset, logged: int, batch: int) -> int:
+    """A rough upper estimate of one run's memory: parameters, states, activations, outputs."""
+    d_in = dataset.x_train.shape[1]
+    if isinstance(spec.model, models.nn.Module):
+        widths = [d_in, 256, 256, 10]  # unknown user module: assume a mid-sized MLP
+    else:
+        widths = [d_in, *spec.model.hidden, dataset.num_classes or dataset.y_train.shape[-1]]
+    n_params = sum(a * b + b for a, b in itertools.pairwise(widths))
+    n_layers = len(widths) - 1
+    activations = batch * sum(widths[1:]) * 4  # pre-activations, signals and their gradients
+    per_step = 8 + 5 * n_layers  # recorded floats per logged step
+    return 4 * (8 * n_params + activations + logged * per_step) + 1024
+
+
+class Carry(NamedTuple):
+    """Scan carry of one run."""
+
+    params: Any
+    opt_state: Any
+    alive: jax.Array  # not diverged before this step
+    diverged_at: jax.Array  # step of divergence, -1 if never
+    loss0: jax.Array  # loss at step 0 (reference for the divergence factor)
+
+
+def _tree_where(cond: jax.Array, a: Any, b: Any) -> Any:
+    return jax.tree.map(lambda x, y: jnp.where(cond, x, y), a, b)
+
+
+def build_program(
+    spec: SweepSpec, group: Group, plan: Plan, dataset: data_lib.Dataset
+) -> tuple[Callable[..., dict[str, jax.Array]], int]:
+    """The program that trains one chunk of a group's runs, and the length of ``layer``.
+
+    ``program(hparams, x_train, y_train, order, eval_train, eval_test)`` maps a dict of
+    [chunk]-shaped hyperparameter arrays to a dict of [chunk, ...] recorded arrays; ``order`` is
+    the shared [steps, batch] example order (``None`` for full batch or per-seed orders). The
+    engine compiles it once per group with ``jax.jit``.
+    """
+    classification = dataset.num_classes is not None
+    num_outputs = dataset.num_classes if classification else dataset.y_train.shape[-1]
+    module = models.make_model(
+        spec.model, num_outputs, **{k: v for k, v in group.static.items() if k != "batch_size"}
+    )
+    batch = group.static.get("batch_size", spec.batch_size)
+    n_train = dataset.x_train.shape[0]
+    batch_shape = (n_train if batch is None else batch, dataset.x_train.shape[1])
+    variables = jax.eval_shape(
+        lambda k, x: module.init(k, x),
+        jax.random.PRNGKey(0),
+        jax.ShapeDtypeStruct(batch_shape, jnp.float32),
+    )
+    layers = models.layer_names(variables["params"])
+    perturbations = variables.get("perturbations", {})
+    n_signals = len(jax.tree.leaves(perturbations))
+    num_layers = max(len(layers), n_signals)
+    chain, loss_kind = group.chain, spec.loss
+    record_all = "default" in spec.metrics
+    tolerant = optim.tolerates_nonfinite(chain)
+    factor = spec.divergence_factor
+    log_every, steps = spec.log_every, plan.steps
+
+    def batch_loss(params, zeros, x, y):
+        if zeros is None:
+            out, signals = module.apply({"params": params}, x), {}
+        else:
+            out, state = module.apply(
+                {"params": params, "perturbations": zeros}, x, mutable=["intermediates"]
+            )
+            signals = state.get("intermediates", {})
+        return jnp.mean(M.per_example_loss(loss_kind, out, y)), (out, signals)
+
+    def evaluate(params, xs, ys, mask):
+        """Mean loss and accuracy over a data set laid out as [batches, EVAL_BATCH, ...]."""
+        if xs.shape[0] * xs.shape[1] == 0:
+            return jnp.full([], jnp.nan), jnp.full([], jnp.nan)
+
+        def body(acc, inputs):
+            x, y, m = inputs
+            out = module.apply({"params": params}, x)
+            loss = jnp.sum(M.per_example_loss(loss_kind, out, y) * m)
+            if classification:
+                hits = jnp.sum((jnp.argmax(out, -1) == y) * m)
+            else:
+                hits = jnp.zeros([])
+            return (acc[0] + loss, acc[1] + hits), None
+
+        (loss, hits), _ = jax.lax.scan(body, (jnp.zeros([]), jnp.zeros([])), (xs, ys, mask))
+        n = jnp.sum(mask)
+        acc = hits / n if classification else jnp.full([], jnp.nan)
+        return loss / n, acc
+
+    def init_run(hp):
+        """Initial parameters (and the per-seed batch order) of one run: all its randomness."""
+        key = jax.random.PRNGKey(hp.get("seed", jnp.zeros([], jnp.int32)))
+        params = models.init_params(
+            module,
+            key,
+            jnp.zeros(batch_shape, jnp.float32),
+            hp.get("init_scale", 1.0),
+            hp.get("bias_std"),
+        )
+        per_seed = spec.batch_order == "per_seed" and batch is not None
+        order = (
+            _batch_order(jax.random.fold_in(key, 1), n_train, batch, steps) if per_seed else None
+        )
+        return params, order
+
+    def train_run(hp, params, order, x_train, y_train, eval_train, eval_test):
+        tx = optim.build_chain(
+            chain,
+            hp,
+            schedule=spec.schedule,
+            total_steps=steps,
+            warmup_steps=spec.warmup_steps,
+        )
+        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), perturbations)
+
+        def step(carry: Carry, inputs, record: bool):
+            t, idx = inputs
+            x = x_train if idx is None else x_train[idx]
+            y = y_train if idx is None else y_train[idx]
+            params = carry.params
+            with_signals = record and record_all and n_signals > 0
+            (loss, (out, signals)), grads = jax.value_and_grad(
+                batch_loss, argnums=(0, 1) if with_signals else 0, has_aux=True
+            )(params, zeros if with_signals else None, x, y)
+            grads, signal_grads = grads if with_signals else (grads, {})
+            updates, opt_state = tx.update(grads, carry.opt_state, params)
+            new_params = optax.apply_updates(params, updates)
+            loss0 = jnp.where(t == 0, loss, carry.loss0)
+            bad = loss > factor * loss0
+            if tolerant:
+                bad |= ~M.tree_all_finite(params)
+            else:
+                bad |= ~jnp.isfinite(loss) | ~M.tree_all_finite(grads)
+            alive = carry.alive & ~bad
+            new_carry = Carry(
+                params=_tree_where(alive, new_params, params),
+                opt_state=_tree_where(alive, opt_state, carry.opt_state),
+                alive=alive,
+                diverged_at=jnp.where(carry.alive & bad, t, carry.diverged_at),
+                loss0=loss0,
+            )
+            if not record:
+                return new_carry, None
+            if record_all:
+                values = M.step_metrics(
+                    loss=loss,
+                    outputs=out,
+                    y=y,
+                    grads=grads,
+                    params=params,
+                    new_params=new_params,
+                    layers=layers,
+                    signals=signals,
+                    signal_grads=signal_grads,
+                    num_layers=num_layers,
+                    clipped=optim.clipped(opt_state),
+                    skipped=optim.skipped(opt_state),
+                )
+            else:
+                values = {"loss": loss}
+            # Measurements of θ_t stand while the run was alive at step t; the update (and the
+            # clip/skip flags that describe it) only when it was actually applied.
+            applied = ("update_norm", "update_ratio_layer", "clipped", "skipped")
+            recorded = {}
+            for name, v in values.items():
+                valid = alive if name in applied else carry.alive
+                if v.dtype == jnp.bool_:
+                    recorded[name] = v & valid
+                else:
+                    recorded[name] = jnp.where(valid, v, jnp.nan)
+            return new_carry, recorded
+
+        def plain(carry, inputs):
+            return step(carry, inputs, record=False)[0], None
+
+        def block(carry, inputs):
+            t, idx = inputs
+            carry, recorded = step(carry, (t[0], None if idx is None else idx[0]), record=True)
+            if log_every > 1:
+                rest = (t[1:], None if idx is None else idx[1:])
+                carry, _ = jax.lax.scan(plain, carry, rest)
+            return carry, recorded
+
+        n_blocks = steps // log_every
+        t_all = jnp.arange(steps, dtype=jnp.int32)
+        t_blocks = t_all[: n_blocks * log_every].reshape(n_blocks, log_every)
+        idx_blocks = (
+            None
+            if order is None
+            else order[: n_blocks * log_every].reshape(n_blocks, log_every, -1)
+        )
+        carry = Carry(
+            params,
+            tx.init(params),
+            jnp.ones([], bool),
+            jnp.full([], -1, jnp.int32),
+            jnp.zeros([], jnp.float32),
+        )
+        carry, recorded = jax.lax.scan(block, carry, (t_blocks, idx_blocks))
+        if steps > n_blocks * log_every:
+            rest = (
+                t_all[n_blocks * log_every :],
+                None if order is None else order[n_blocks * log_every :],
+            )
+            carry, _ = jax.lax.scan(plain, carry, rest)
+
+        diverged = carry.diverged_at >= 0
+        nan_if_diverged = lambda v: jnp.where(diverged, jnp.nan, v)
+        final_loss, _ = evaluate(carry.params, *eval_train)
+        test_loss, test_accuracy = evaluate(carry.params, *eval_test)
+        return {
+            **recorded,
+            "diverged": diverged,
+            "diverged_at": carry.diverged_at,
+            "final_loss": nan_if_diverged(final_loss),
+            "test_loss": nan_if_diverged(test_loss),
+            "test_accuracy": nan_if_diverged(test_accuracy),
+        }
+
+    def program(hp, x_train, y_train, shared_order, eval_train, eval_test):
+        # Random draws are cheap to run but slow to compile under vmap, so they run as a
+        # sequential map over the chunk's runs; training is vmapped across them.
+        params, order = jax.lax.map(init_run, hp)
+        order_axis = None if order is None else 0
+        order = shared_order if order is None else order
+        return jax.vmap(train_run, in_axes=(0, 0, order_axis, None, None, None, None))(
+            hp, params, order, x_train, y_train, eval_train, eval_test
+        )
+
+    return program, num_layers
+
+
+def _batch_order(key: jax.Array, n: int, batch: int, steps: int) -> jax.Array:
+    """[steps, batch] example indices: a fresh permutation per epoch, last partial batch dropped."""
+    per_epoch = n // batch
+    epochs = math.ceil(steps / per_epoch)
+    perms = jax.vmap(lambda e: jax.random.permutation(jax.random.fold_in(key, e), n))(
+        jnp.arange(epochs)
+    )
+    return perms[:, : per_epoch * batch].reshape(epochs * per_epoch, batch)[:steps]
+
+
+def shared_batch_order(n: int, batch: int | None, steps: int, seed: int) -> np.ndarray | None:
+    """The batch order every run of a sweep shares (``batch_order="shared"``), from numpy.
+
+    Epoch e uses ``np.random.default_rng([seed, e]).permutation(n)``; the last partial batch of
+    each epoch is dropped. ``None`` for full-batch training.
+    """
+    if batch is None:
+        return None
+    per_epoch = n // batch
+    epochs = math.ceil(steps / per_epoch)
+    rows = [
+        np.random.default_rng([seed, e]).permutation(n)[: per_epoch * batch].reshape(-1, batch)
+        for e in range(epochs)
+    ]
+    return np.concatenate(rows)[:steps].astype(np.int32)
+
+
+def _eval_layout(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pad a data set to whole [batches, EVAL_BATCH] blocks, with a mask of real examples."""
+    n = x.shape[0]
+    size = min(max(n, 1), EVAL_BATCH)
+    nb = math.ceil(n / size)
+    pad = nb * size - n
+    mask = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
+    xp = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+    yp = np.concatenate([y, np.zeros((pad, *y.shape[1:]), y.dtype)])
+    return (
+        xp.reshape(nb, size, *x.shape[1:]),
+        yp.reshape(nb, size, *y.shape[1:]),
+        mask.reshape(nb, size),
+    )
+
+
+def run(
+    spec: SweepSpec,
+    out: str | None = None,
+    *,
+    chunk_size: int | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> xr.Dataset:
+    """Train every run of ``spec`` and return the labelled results.
+
+    Args:
+      spec: the sweep.
+      out: run directory; finished chunks are written there as they complete, and calling
+        ``run`` again with the same spec and ``out`` resumes instead of recomputing.
+      chunk_size: runs per compiled call (default: as many as fit ``memory_budget``, at most
+        4096); results do not depend on it.
+      progress: show a progress bar (on stderr).
+      overwrite: replace a run directory that holds a different spec.
+      memory_budget: bytes one chunk may use when ``chunk_size`` is not given.
+
+    Returns:
+      An ``xarray.Dataset`` with dims ``optimizer``, every grid axis, ``step`` and ``layer``
+      (see DESIGN.md and :mod:`gradlab.metrics`).
+
+    Raises:
+      ConfigError: the spec does not fit the data, or ``out`` holds a different sweep.
+    """
+    if not isinstance(spec, SweepSpec):
+        raise ConfigError(f"spec: expected a gradlab.SweepSpec, got {type(spec).__name__}")
+    start = time.perf_counter()
+    dataset = load_data(spec.data)
+    if out is not None and chunk_size is None:  # resume with the chunking already on disk
+        stored = store.RunDir.stored_layout(out)
+        if stored is not None and stored.fingerprint == spec.fingerprint():
+            chunk_size = stored.chunk_size
+    plan = make_plan(spec, dataset, chunk_size, memory_budget)
+    layout = None
+    programs = []
+    for group in plan.groups:
+        program, num_layers = build_program(spec, group, plan, dataset)
+        programs.append(program)
+        layout = layout or store.Layout.from_plan(plan, num_layers)
+    run_dir = store.RunDir.open(out, spec, layout, overwrite=overwrite) if out else None
+
+    order = None
+    if spec.batch_order == "shared":
+        order = shared_batch_order(
+            dataset.x_train.shape[0],
+            plan.groups[0].static.get("batch_size", spec.batch_size),
+            plan.steps,
+            spec.data_seed,
+        )
+    eval_train = _eval_layout(dataset.x_train, dataset.y_train)
+    eval_test = _eval_layout(dataset.x_test, dataset.y_test)
+    data_args = [jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)]
+    data_tail = [jax.tree.map(jnp.asarray, eval_train), jax.tree.map(jnp.asarray, eval_test)]
+
+    total = len(plan.groups) * plan.num_runs
+    bar = _progress(total, progress)
+    results: dict[tuple[int, int], dict[str, np.ndarray]] = {}
+    compile_time = 0.0
+    for g, (group, chunk_program) in enumerate(zip(plan.groups, programs, strict=True)):
+        todo = [c for c in range(plan.num_chunks) if not (run_dir and run_dir.has_chunk(g, c))]
+        bar.update(sum(_chunk_len(plan, c) for c in range(plan.num_chunks) if c not in todo))
+        if not todo:
+            continue
+        group_order = order
+        if spec.batch_order == "shared" and "batch_size" in group.static:
+            group_order = shared_batch_order(
+                dataset.x_train.shape[0], group.static["batch_size"], plan.steps, spec.data_seed
+            )
+        args = [*data_args, None if group_order is None else jnp.asarray(group_order), *data_tail]
+        hp0 = {k: jnp.asarray(v) for k, v in plan.chunk(0).items()}
+        key = (spec.replace(grid={}).fingerprint(), group.label, *_signature(hp0, args))
+        program = _PROGRAMS.get(key)
+        if program is None:
+            bar.set_description(f"compiling {group.label}")
+            t0 = time.perf_counter()
+            program = jax.jit(chunk_program).lower(hp0, *args).compile()
+            compile_time += time.perf_counter() - t0
+            _remember(key, program)
+        bar.set_description(group.label)
+        for c in todo:
+            hp = {k: jnp.asarray(v) for k, v in plan.chunk(c).items()}
+            outputs = jax.device_get(program(hp, *args))
+            n = _chunk_len(plan, c)
+            outputs = {k: np.asarray(v)[:n] for k, v in outputs.items()}
+            if run_dir:
+                run_dir.write_chunk(g, c, outputs)
+            else:
+                results[(g, c)] = outputs
+            bar.update(n)
+    bar.close()
+
+    attrs = {
+        "devices": 1,
+        "wall_time_s": time.perf_counter() - start,
+        "compile_time_s": compile_time,
+    }
+    if run_dir:
+        return run_dir.finish(attrs)
+    return store.assemble(layout, results, spec, attrs)
+
+
+# Compiled programs by everything that shapes them (spec without grid values, group, argument
+# shapes), so a second sweep that changes only traced values reuses them without recompiling.
+_PROGRAMS: dict[tuple[Any, ...], Any] = {}
+_MAX_PROGRAMS = 32
+
+
+def _signature(hp: Mapping[str, jax.Array], args: list[Any]) -> tuple[Any, ...]:
+    leaves = jax.tree.leaves((hp, args))
+    return tuple(sorted(hp)), tuple((x.shape, str(x.dtype)) for x in leaves)
+
+
+def _remember(key: tuple[Any, ...], program: Any) -> None:
+    if len(_PROGRAMS) >= _MAX_PROGRAMS:
+        del _PROGRAMS[next(iter(_PROGRAMS))]
+    _PROGRAMS[key] = program
+
+
+def _chunk_len(plan: Plan, c: int) -> int:
+    return min(plan.chunk_size, plan.num_runs - c * plan.chunk_size)
+
+
+class _NoProgress:
+    def update(self, n: int) -> None:
+        pass
+
+    def set_description(self, text: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return _NoProgress()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="run", dynamic_ncols=True)

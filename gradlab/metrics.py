@@ -1,0 +1,178 @@
+"""Explosion metrics: pure functions of one training step.
+
+Every function here maps arrays/PyTrees of a single run and a single step to arrays, so the
+engine can ``vmap`` them across runs and ``scan`` them across steps. Definitions (θ_t the
+parameters at step t, g_t = ∇L(θ_t) the raw minibatch gradient, h^l the pre-activation of layer l,
+L the mean loss over the batch):
+
+=====================  ==========================================================================
+``loss``               L(θ_t) on the step's batch (mean over examples)
+``accuracy``           fraction of the batch whose argmax output is the label (NaN for regression)
+``grad_norm``          ‖g_t‖₂ over all parameters, before any clipping
+``grad_max_abs``       max |g_t| over all parameters
+``update_norm``        ‖θ_{t+1} − θ_t‖₂, the step actually taken (after clipping, momentum, ...)
+``grad_norm_layer``    ‖g_t^l‖₂ over layer l's parameters (kernel and bias)
+``param_norm_layer``   ‖θ_t^l‖₂
+``update_ratio_layer`` ‖θ_{t+1}^l − θ_t^l‖₂ / ‖θ_t^l‖₂
+``act_rms_layer``      RMS of h^l over batch and units (forward signal)
+``delta_rms_layer``    RMS of δ^l = ∂L/∂h^l over batch and units (backward signal); with L the
+                       batch mean, δ^l carries a factor 1/B. The layer-to-layer ratio
+                       (δ^{l-1}/δ^l)² is the empirical χ1 of mean-field theory.
+``clipped``            a clip stage changed the gradient this step
+``skipped``            ``apply_if_finite`` dropped this step's update
+=====================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from gradlab.models import natural_key
+
+__all__ = [
+    "LAYER_METRICS",
+    "STEP_METRICS",
+    "accuracy",
+    "flat_signals",
+    "global_norm",
+    "layer_norms",
+    "per_example_loss",
+    "rms",
+    "step_metrics",
+    "tree_all_finite",
+    "tree_max_abs",
+]
+
+STEP_METRICS = (
+    "loss",
+    "accuracy",
+    "grad_norm",
+    "grad_max_abs",
+    "update_norm",
+    "clipped",
+    "skipped",
+)
+LAYER_METRICS = (
+    "grad_norm_layer",
+    "param_norm_layer",
+    "update_ratio_layer",
+    "act_rms_layer",
+    "delta_rms_layer",
+)
+
+
+def per_example_loss(kind: str, outputs: jax.Array, y: jax.Array) -> jax.Array:
+    """Per-example loss ℓ_i; the training loss is their mean.
+
+    ``"cross_entropy"``: −log softmax(f(x_i))_{y_i} for integer labels y_i.
+    ``"mse"``: ½‖f(x_i) − y_i‖² summed over outputs; integer labels become one-hot vectors.
+    """
+    if kind == "cross_entropy":
+        return optax.softmax_cross_entropy_with_integer_labels(outputs, y)
+    if kind == "mse":
+        if jnp.issubdtype(y.dtype, jnp.integer):
+            y = jax.nn.one_hot(y, outputs.shape[-1], dtype=outputs.dtype)
+        return 0.5 * jnp.sum((outputs - y) ** 2, axis=-1)
+    raise ValueError(f"unknown loss {kind!r}")
+
+
+def accuracy(outputs: jax.Array, y: jax.Array) -> jax.Array:
+    """Fraction of argmax predictions equal to integer labels; NaN for regression targets."""
+    if not jnp.issubdtype(y.dtype, jnp.integer):
+        return jnp.full([], jnp.nan, outputs.dtype)
+    return jnp.mean(jnp.argmax(outputs, axis=-1) == y).astype(outputs.dtype)
+
+
+def global_norm(tree: Any) -> jax.Array:
+    """‖tree‖₂ over all leaves (as ``optax.tree.norm``)."""
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
+
+
+def tree_max_abs(tree: Any) -> jax.Array:
+    """max |x| over all leaves."""
+    return jnp.max(jnp.stack([jnp.max(jnp.abs(x)) for x in jax.tree.leaves(tree)]))
+
+
+def tree_all_finite(tree: Any) -> jax.Array:
+    """Whether every element of every leaf is finite."""
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def layer_norms(tree: dict[str, Any], layers: Sequence[str]) -> jax.Array:
+    """[L] vector of ‖tree[layer]‖₂, one entry per layer name."""
+    return jnp.stack([global_norm(tree[name]) for name in layers])
+
+
+def rms(x: jax.Array) -> jax.Array:
+    """Root mean square over all elements."""
+    return jnp.sqrt(jnp.mean(jnp.square(x)))
+
+
+def flat_signals(tree: Any) -> list[jax.Array]:
+    """The arrays of a sown/perturbed collection in layer order (natural sort of their paths)."""
+    if not tree:
+        return []
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    keyed = [(natural_key(jax.tree_util.keystr(path)), leaf) for path, leaf in leaves]
+    return [leaf for _, leaf in sorted(keyed, key=lambda kv: kv[0])]
+
+
+def _pad(values: list[jax.Array], n: int, dtype: Any) -> jax.Array:
+    values = values + [jnp.full([], jnp.nan, dtype)] * (n - len(values))
+    return jnp.stack(values) if values else jnp.zeros([0], dtype)
+
+
+def step_metrics(
+    *,
+    loss: jax.Array,
+    outputs: jax.Array,
+    y: jax.Array,
+    grads: dict[str, Any],
+    params: dict[str, Any],
+    new_params: dict[str, Any],
+    layers: Sequence[str],
+    signals: Any,
+    signal_grads: Any,
+    num_layers: int,
+    clipped: jax.Array,
+    skipped: jax.Array,
+) -> dict[str, jax.Array]:
+    """All default metrics of one step of one run (see the module docstring for definitions).
+
+    Args:
+      loss, outputs, y: the batch loss, the network outputs and the targets.
+      grads: the raw gradient ∇L(θ_t) (a params-like dict of layers).
+      params, new_params: θ_t and θ_{t+1}.
+      layers: the top-level layer names of ``params`` in order.
+      signals: the ``"intermediates"`` collection (pre-activations h^l).
+      signal_grads: gradients w.r.t. the ``"perturbations"`` collection (δ^l = ∂L/∂h^l).
+      num_layers: length of the ``layer`` dimension (signals are NaN-padded to it).
+      clipped, skipped: flags read from the optimizer state after the update.
+
+    Returns:
+      metric name -> scalar (or [num_layers] vector for ``*_layer`` metrics).
+    """
+    delta = jax.tree.map(jnp.subtract, new_params, params)
+    param_norm = layer_norms(params, layers)
+    dtype = loss.dtype
+    return {
+        "loss": loss,
+        "accuracy": accuracy(outputs, y),
+        "grad_norm": global_norm(grads),
+        "grad_max_abs": tree_max_abs(grads),
+        "update_norm": global_norm(delta),
+        "clipped": clipped,
+        "skipped": skipped,
+        "grad_norm_layer": _pad(list(layer_norms(grads, layers)), num_layers, dtype),
+        "param_norm_layer": _pad(list(param_norm), num_layers, dtype),
+        "update_ratio_layer": _pad(
+            list(layer_norms(delta, layers) / param_norm), num_layers, dtype
+        ),
+        "act_rms_layer": _pad([rms(h) for h in flat_signals(signals)], num_layers, dtype),
+        "delta_rms_layer": _pad([rms(d) for d in flat_signals(signal_grads)], num_layers, dtype),
+    }

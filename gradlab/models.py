@@ -1,0 +1,164 @@
+"""Networks: Flax MLPs built from a :class:`~gradlab.spec.ModelSpec`, their init, and signals.
+
+The forward pass exposes, for every dense layer l (layer 0 is the input side), its
+pre-activation h^l = W^l x^{l-1} + b^l in two ways:
+
+* ``self.sow("intermediates", ...)`` records h^l (the forward signal, ``act_rms_layer``);
+* ``self.perturb(...)`` adds a zero perturbation to h^l, so the gradient of the loss with respect
+  to that perturbation is δ^l = ∂loss/∂h^l (the backward signal, ``delta_rms_layer``), obtained in
+  the same backward pass as the parameter gradient.
+
+A user's own ``flax.linen.Module`` works the same way: its per-layer signals are whatever it
+``sow``s into ``"intermediates"`` and ``perturb``s, and its layers for per-layer parameter
+metrics are the top-level entries of its ``params``; both are ordered by the natural order of
+their names (``layer_2`` before ``layer_10``).
+
+Initialisation (:func:`init_params`): the scheme draws W with its standard deviation s(fan_in,
+fan_out); ``init_scale`` multiplies every kernel, so the std becomes ``init_scale · s`` (with
+``init="normal"``: W ~ N(0, σ_w²/fan_in), the mean-field parametrisation of Poole et al. 2016);
+``bias_std`` adds N(0, bias_std²) noise to every bias (0 keeps the module's own bias init, zeros
+for :class:`MLP`). Both are traced scalars, so one compiled program serves every value.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from gradlab.activations import get_activation
+from gradlab.spec import ModelSpec
+
+__all__ = [
+    "KERNEL_INITS",
+    "MLP",
+    "init_params",
+    "init_std",
+    "layer_names",
+    "make_model",
+    "natural_key",
+]
+
+KERNEL_INITS = {
+    "lecun_normal": nn.initializers.lecun_normal(),  # truncated normal, std √(1/fan_in)
+    "glorot_uniform": nn.initializers.glorot_uniform(),  # U(±√(6/(fan_in+fan_out)))
+    "glorot_normal": nn.initializers.glorot_normal(),  # truncated normal, std √(2/(fan_in+fan_out))
+    "he_normal": nn.initializers.he_normal(),  # truncated normal, std √(2/fan_in)
+    "he_uniform": nn.initializers.he_uniform(),  # U(±√(6/fan_in))
+    "normal": nn.initializers.variance_scaling(1.0, "fan_in", "normal"),  # N(0, 1/fan_in)
+    "orthogonal": nn.initializers.orthogonal(),  # orthonormal rows/columns
+}
+
+
+def init_std(init: str, fan_in: int, fan_out: int) -> float:
+    """The standard deviation of a kernel entry under ``init`` at ``init_scale = 1``."""
+    if init in ("lecun_normal", "normal"):
+        return math.sqrt(1.0 / fan_in)
+    if init in ("glorot_uniform", "glorot_normal"):
+        return math.sqrt(2.0 / (fan_in + fan_out))
+    if init in ("he_normal", "he_uniform"):
+        return math.sqrt(2.0 / fan_in)
+    if init == "orthogonal":
+        return math.sqrt(1.0 / max(fan_in, fan_out))
+    raise ValueError(f"unknown init {init!r}")
+
+
+class MLP(nn.Module):
+    """A multilayer perceptron that exposes each layer's pre-activation.
+
+    Attributes:
+      hidden: hidden widths (input side first); ``()`` is a linear model.
+      num_outputs: width of the output layer (logits or regression outputs).
+      activation: elementwise nonlinearity name (``gradlab.activations``).
+      init_scheme: kernel init scheme name (:data:`KERNEL_INITS`); ``ModelSpec.init``.
+      use_bias: whether the dense layers have biases (initialised to zero).
+    """
+
+    hidden: Sequence[int]
+    num_outputs: int
+    activation: str = "relu"
+    init_scheme: str = "lecun_normal"
+    use_bias: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        act = get_activation(self.activation)
+        widths = (*self.hidden, self.num_outputs)
+        for i, width in enumerate(widths):
+            h = nn.Dense(
+                width,
+                use_bias=self.use_bias,
+                kernel_init=KERNEL_INITS[self.init_scheme],
+                bias_init=nn.initializers.zeros,
+                name=f"layer_{i}",
+            )(x)
+            h = self.perturb(f"preact_{i}", h)
+            self.sow("intermediates", f"preact_{i}", h)
+            x = act(h) if i < len(self.hidden) else h
+        return x
+
+
+def make_model(model: ModelSpec | nn.Module, num_outputs: int, **overrides: Any) -> nn.Module:
+    """The Flax module for a :class:`ModelSpec` (a user's module is returned as it is).
+
+    ``overrides`` replace ModelSpec fields (the static grid axes ``activation`` and ``init``).
+    """
+    if isinstance(model, nn.Module):
+        return model
+    return MLP(
+        hidden=model.hidden,
+        num_outputs=model.num_outputs or num_outputs,
+        activation=overrides.get("activation", model.activation),
+        init_scheme=overrides.get("init", model.init),
+        use_bias=model.use_bias,
+    )
+
+
+def natural_key(name: str) -> tuple[Any, ...]:
+    """Sort key that orders embedded numbers numerically (``layer_2`` < ``layer_10``)."""
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name))
+
+
+def layer_names(tree: dict[str, Any]) -> list[str]:
+    """The top-level names of a params/signals dict in layer order (natural sort)."""
+    return sorted(tree, key=natural_key)
+
+
+def init_params(
+    module: nn.Module,
+    key: jax.Array,
+    x_example: jax.Array,
+    init_scale: jax.Array | float = 1.0,
+    bias_std: jax.Array | float | None = None,
+) -> dict[str, Any]:
+    """Initialise ``module``'s parameters with the kernel std scaled by ``init_scale``.
+
+    Args:
+      module: the Flax module.
+      key: PRNG key of this run (from its seed).
+      x_example: an input batch (only its shape matters).
+      init_scale: multiplies every ``kernel`` leaf (so its std is ``init_scale`` x the scheme's).
+      bias_std: standard deviation of Gaussian noise added to every ``bias`` leaf (``None``:
+        none is drawn, the module's own bias init stands).
+
+    Returns:
+      The ``params`` collection.
+    """
+    init_key, bias_key = jax.random.split(key)
+    params = module.init(init_key, x_example)["params"]
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+    out = []
+    for i, (path, leaf) in enumerate(leaves):
+        name = getattr(path[-1], "key", None)
+        if name == "kernel":
+            leaf = leaf * jnp.asarray(init_scale, leaf.dtype)
+        elif name == "bias" and bias_std is not None:
+            noise = jax.random.normal(jax.random.fold_in(bias_key, i), leaf.shape, leaf.dtype)
+            leaf = leaf + jnp.asarray(bias_std, leaf.dtype) * noise
+        out.append(leaf)
+    return jax.tree_util.tree_unflatten(treedef, out)

@@ -1,0 +1,278 @@
+"""Optimizer chains: ``"stage|stage|..."`` strings -> ``optax`` transformations.
+
+A chain is read left to right, like :func:`optax.chain`: ``"clip_by_global_norm|adam"`` clips the
+raw gradient to global norm ``clip_norm`` and feeds the result to Adam. ``apply_if_finite`` wraps
+every stage to its right (``"apply_if_finite|sgd"`` skips steps whose gradient is not finite).
+
+Every stage reads its hyperparameters from the sweep grid by name, as traced arrays, so one
+compiled program serves every value on the grid; where the grid is silent the stage default is
+used. A chain may also be a callable ``hparams -> optax.GradientTransformation`` receiving the
+same mapping.
+
+=======================  ===========================================  =========================
+stage                    optax                                        hyperparameters (default)
+=======================  ===========================================  =========================
+``sgd``                  ``optax.sgd``                                learning_rate (0.01)
+``momentum``             ``optax.sgd(momentum=β)`` (heavy ball)       learning_rate (0.01),
+                                                                      momentum (0.9)
+``nesterov``             ``optax.sgd(momentum=β, nesterov=True)``     learning_rate, momentum
+``adam``                 ``optax.adam``                               learning_rate (1e-3), b1
+                                                                      (0.9), b2 (0.999), eps
+``adamw``                ``optax.adamw``                              as adam + weight_decay
+                                                                      (1e-4)
+``rmsprop``              ``optax.rmsprop``                            learning_rate (1e-3),
+                                                                      decay (0.9), eps
+``adagrad``              ``optax.adagrad``                            learning_rate (0.01), eps
+``clip``                 ``optax.clip`` (by value)                    clip_value (1.0)
+``clip_by_global_norm``  ``optax.clip_by_global_norm`` (Pascanu)      clip_norm (1.0)
+``adaptive_grad_clip``   ``optax.adaptive_grad_clip`` (Brock)         agc_clip (0.01)
+``apply_if_finite``      ``optax.apply_if_finite``                    max_consecutive_errors (5)
+=======================  ===========================================  =========================
+
+References:
+  Pascanu, Mikolov, Bengio, "On the difficulty of training recurrent neural networks", 2013.
+  Brock, De, Smith, Simonyan, "High-performance large-scale image recognition without
+  normalization", 2021.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+__all__ = [
+    "HPARAM_RANGES",
+    "STAGES",
+    "ClipObservation",
+    "build_chain",
+    "chain_hparams",
+    "chain_name",
+    "clipped",
+    "make_schedule",
+    "observe_changes",
+    "skipped",
+]
+
+ChainFactory = Callable[[Mapping[str, Any]], optax.GradientTransformation]
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One stage of a chain: its hyperparameters (with defaults) and how to build it."""
+
+    defaults: Mapping[str, float]
+    build: Callable[..., optax.GradientTransformation]
+    kind: str  # "optimizer" (takes a learning rate), "clip", or "wrapper"
+
+
+STAGES: dict[str, Stage] = {
+    "sgd": Stage(
+        {"learning_rate": 1e-2}, lambda learning_rate: optax.sgd(learning_rate), "optimizer"
+    ),
+    "momentum": Stage(
+        {"learning_rate": 1e-2, "momentum": 0.9},
+        lambda learning_rate, momentum: optax.sgd(learning_rate, momentum=momentum),
+        "optimizer",
+    ),
+    "nesterov": Stage(
+        {"learning_rate": 1e-2, "momentum": 0.9},
+        lambda learning_rate, momentum: optax.sgd(learning_rate, momentum=momentum, nesterov=True),
+        "optimizer",
+    ),
+    "adam": Stage(
+        {"learning_rate": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-8}, optax.adam, "optimizer"
+    ),
+    "adamw": Stage(
+        {"learning_rate": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 1e-4},
+        optax.adamw,
+        "optimizer",
+    ),
+    "rmsprop": Stage(
+        {"learning_rate": 1e-3, "decay": 0.9, "eps": 1e-8}, optax.rmsprop, "optimizer"
+    ),
+    "adagrad": Stage({"learning_rate": 1e-2, "eps": 1e-7}, optax.adagrad, "optimizer"),
+    "clip": Stage({"clip_value": 1.0}, lambda clip_value: optax.clip(clip_value), "clip"),
+    "clip_by_global_norm": Stage(
+        {"clip_norm": 1.0}, lambda clip_norm: optax.clip_by_global_norm(clip_norm), "clip"
+    ),
+    "adaptive_grad_clip": Stage(
+        {"agc_clip": 0.01}, lambda agc_clip: optax.adaptive_grad_clip(agc_clip), "clip"
+    ),
+    "apply_if_finite": Stage({"max_consecutive_errors": 5}, None, "wrapper"),  # type: ignore[arg-type]
+}
+
+# Valid range of each hyperparameter: (lower, upper, lower bound included).
+HPARAM_RANGES: dict[str, tuple[float, float, bool]] = {
+    "learning_rate": (0.0, math.inf, False),
+    "init_scale": (0.0, math.inf, False),
+    "bias_std": (0.0, math.inf, True),
+    "clip_norm": (0.0, math.inf, False),
+    "clip_value": (0.0, math.inf, False),
+    "agc_clip": (0.0, math.inf, False),
+    "momentum": (0.0, 1.0, True),
+    "b1": (0.0, 1.0, True),
+    "b2": (0.0, 1.0, True),
+    "decay": (0.0, 1.0, True),
+    "eps": (0.0, math.inf, True),
+    "weight_decay": (0.0, math.inf, True),
+    "max_consecutive_errors": (0.0, math.inf, True),
+}
+
+
+def chain_name(chain: str | ChainFactory) -> str:
+    """The label of a chain on the ``optimizer`` dimension (the string, or the callable's name)."""
+    if isinstance(chain, str):
+        return chain
+    return getattr(chain, "__name__", type(chain).__name__)
+
+
+def _stages(chain: str) -> list[str]:
+    stages = [s.strip() for s in chain.split("|")]
+    for s in stages:
+        if s not in STAGES:
+            raise ValueError(f"unknown optimizer stage {s!r}; valid stages: {', '.join(STAGES)}")
+    if stages[-1] == "apply_if_finite":
+        raise ValueError("apply_if_finite wraps the stages to its right; put it first")
+    if not any(STAGES[s].kind == "optimizer" for s in stages):
+        raise ValueError(
+            f"chain {chain!r} has no optimizer stage (one of "
+            + ", ".join(k for k, v in STAGES.items() if v.kind == "optimizer")
+            + ")"
+        )
+    return stages
+
+
+def chain_hparams(chain: str) -> dict[str, float]:
+    """The hyperparameters a chain string reads, with their defaults (first stage wins)."""
+    out: dict[str, float] = {}
+    for s in _stages(chain):
+        for k, v in STAGES[s].defaults.items():
+            out.setdefault(k, v)
+    return out
+
+
+def make_schedule(
+    kind: str, peak: jax.Array, total_steps: int, warmup_steps: int = 0
+) -> optax.ScalarOrSchedule:
+    """A learning-rate schedule peaking at the (traced) ``peak`` learning rate.
+
+    ``"constant"``: η; ``"cosine"``: η·½(1+cos(πt/T)); ``"warmup_cosine"``: linear 0 -> η over
+    ``warmup_steps``, then cosine to 0 at ``total_steps``; ``"warmup_constant"``: linear warmup,
+    then η.
+    """
+    if kind == "constant":
+        return peak
+    if kind == "cosine":
+        return optax.cosine_decay_schedule(peak, max(total_steps, 1))
+    if kind == "warmup_cosine":
+        return optax.warmup_cosine_decay_schedule(
+            0.0, peak, warmup_steps, max(total_steps, warmup_steps + 1)
+        )
+    if kind == "warmup_constant":
+        return optax.linear_schedule(0.0, peak, warmup_steps)
+    raise ValueError(f"unknown schedule {kind!r}")
+
+
+class ClipObservation(NamedTuple):
+    """State of :func:`observe_changes`: the inner state and whether the last update changed."""
+
+    inner: Any
+    changed: jax.Array
+
+
+def observe_changes(inner: optax.GradientTransformation) -> optax.GradientTransformation:
+    """Wrap a clipping transformation so its state records whether it changed its input.
+
+    The flag is exact: ``changed`` is true iff some element of the output differs from the
+    input, e.g. for ``clip_by_global_norm(c)`` exactly when ‖g‖ > c (and g ≠ 0). Wrap a custom
+    chain's clipping stages with it to have them counted in the ``clipped`` metric.
+    """
+
+    def init_fn(params):
+        return ClipObservation(inner.init(params), jnp.zeros([], bool))
+
+    def update_fn(updates, state, params=None):
+        new, inner_state = inner.update(updates, state.inner, params)
+        diffs = jax.tree.leaves(jax.tree.map(lambda a, b: jnp.any(a != b), new, updates))
+        changed = jnp.any(jnp.stack(diffs)) if diffs else jnp.zeros([], bool)
+        return new, ClipObservation(inner_state, changed)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def build_chain(
+    chain: str | ChainFactory,
+    hparams: Mapping[str, jax.Array],
+    *,
+    schedule: str = "constant",
+    total_steps: int = 1,
+    warmup_steps: int = 0,
+) -> optax.GradientTransformation:
+    """Build the optax transformation of ``chain`` from (traced) hyperparameters.
+
+    Args:
+      chain: a chain string or a callable ``hparams -> optax.GradientTransformation``.
+      hparams: hyperparameter name -> scalar (a traced array inside the sweep); missing names
+        take the stage defaults.
+      schedule: learning-rate schedule applied to every optimizer stage (:func:`make_schedule`).
+      total_steps, warmup_steps: the schedule's horizon and warmup.
+
+    Returns:
+      An ``optax.GradientTransformation``; clip stages are wrapped in :func:`observe_changes`.
+    """
+    if not isinstance(chain, str):
+        return chain(hparams)
+
+    def value(stage: str, name: str) -> Any:
+        return hparams[name] if name in hparams else STAGES[stage].defaults[name]
+
+    def build(stages: list[str]) -> optax.GradientTransformation:
+        parts = []
+        for i, s in enumerate(stages):
+            stage = STAGES[s]
+            if stage.kind == "wrapper":
+                # apply_if_finite: the rest of the chain runs only on finite gradients.
+                limit = value(s, "max_consecutive_errors")
+                parts.append(optax.apply_if_finite(build(stages[i + 1 :]), limit))
+                break
+            kwargs = {k: value(s, k) for k in stage.defaults}
+            if stage.kind == "optimizer":
+                kwargs["learning_rate"] = make_schedule(
+                    schedule, kwargs["learning_rate"], total_steps, warmup_steps
+                )
+            tx = stage.build(**kwargs)
+            parts.append(observe_changes(tx) if stage.kind == "clip" else tx)
+        return optax.chain(*parts) if len(parts) > 1 else parts[0]
+
+    return build(_stages(chain))
+
+
+def _states(state: Any, kind: type) -> list[Any]:
+    return [
+        s
+        for s in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, kind))
+        if isinstance(s, kind)
+    ]
+
+
+def clipped(opt_state: Any) -> jax.Array:
+    """Whether any clip stage of the chain changed its input at the last update."""
+    flags = [s.changed for s in _states(opt_state, ClipObservation)]
+    return jnp.any(jnp.stack(flags)) if flags else jnp.zeros([], bool)
+
+
+def skipped(opt_state: Any) -> jax.Array:
+    """Whether ``apply_if_finite`` dropped the last update because it was not finite."""
+    flags = [~s.last_finite for s in _states(opt_state, optax.ApplyIfFiniteState)]
+    return jnp.any(jnp.stack(flags)) if flags else jnp.zeros([], bool)
+
+
+def tolerates_nonfinite(chain: str | ChainFactory) -> bool:
+    """True for chains that skip non-finite gradients (``apply_if_finite``) instead of dying."""
+    return isinstance(chain, str) and "apply_if_finite" in _stages(chain)

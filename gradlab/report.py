@@ -1,0 +1,291 @@
+"""A self-contained HTML report of a sweep: comparison table, figures, spec.
+
+``gradlab report RUN_DIR --out DIR`` calls :func:`write_report`. The page embeds every figure as a
+base64 PNG, so ``index.html`` alone can be opened, mailed or attached to a paper draft; the same
+figures are written alongside as ``figures/*.png``, with the table as ``summary.csv`` and
+``summary.md``. Which figures appear depends on what the Dataset holds (per-layer signals,
+sharpness, how many grid axes were swept); nothing is drawn from numbers that were not measured.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from matplotlib.figure import Figure
+
+from gradlab import analysis, plots
+
+__all__ = ["load_result", "write_report"]
+
+_STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
+       max-width: 1200px; padding: 0 1rem; color: #222; line-height: 1.45; }
+h1 { font-size: 1.6rem; margin-bottom: 0.2rem; } h2 { margin-top: 2.2rem; font-size: 1.25rem; }
+.meta { color: #555; font-size: 0.9rem; }
+table { border-collapse: collapse; font-size: 0.88rem; margin: 0.6rem 0; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: right; }
+th { background: #e8eef5; } td:first-child, th:first-child { text-align: left; }
+table.grid td:last-child { text-align: left; }
+figure { margin: 1.5rem 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { color: #444; font-size: 0.9rem; max-width: 60rem; }
+pre { background: #f6f8fa; padding: 0.8rem; overflow-x: auto; font-size: 0.85rem; }
+"""
+
+
+def load_result(source: xr.Dataset | str | os.PathLike[str]) -> xr.Dataset:
+    """The result Dataset of ``source``: a Dataset, a run directory, or a netCDF file.
+
+    Args:
+      source: an ``xarray.Dataset`` (returned as is); a ``.nc`` file written by
+        ``ds.to_netcdf(path, engine="h5netcdf")``; or a run directory of ``gl.run(spec, out=...)``,
+        read with ``gradlab.store.load``.
+
+    Returns:
+      The Dataset, in memory.
+
+    Example:
+      >>> ds = load_result("runs/demo")  # doctest: +SKIP
+    """
+    if isinstance(source, xr.Dataset):
+        return source
+    path = Path(source)
+    if path.is_file():
+        return xr.load_dataset(path, engine="h5netcdf")
+    from gradlab.store import load  # the engine's persistence; only needed for run directories
+
+    return load(path)
+
+
+def _swept(ds: xr.Dataset) -> list[str]:
+    """Numeric grid axes with more than one value, learning rate and init scale first."""
+    axes = [
+        d
+        for d in analysis.grid_axes(ds)
+        if d != analysis.SEED and ds.sizes[d] > 1 and ds[d].dtype.kind in "iuf"
+    ]
+    first = [d for d in (analysis.LR, "init_scale") if d in axes]
+    return first + [d for d in axes if d not in first]
+
+
+def _has_finite(da: xr.DataArray) -> bool:
+    return bool(np.isfinite(da.values.astype(float)).any())
+
+
+def _figure_plan(ds: xr.Dataset) -> Iterator[tuple[str, str, Callable[[], Figure]]]:
+    """(file stem, caption, builder) for every figure this Dataset supports."""
+    swept = _swept(ds)
+    chains = ds.sizes["optimizer"]
+    yield (
+        "comparison",
+        "Optimizer chains side by side: divergence rate, largest learning rate at which no run "
+        "diverged, median final loss and test accuracy of the runs that did not diverge, "
+        "fraction of steps clipped, largest gradient norm.",
+        lambda: plots.comparison_bars(ds),
+    )
+    if swept:
+        x, y = swept[0], (swept[1] if len(swept) > 1 else None)
+        yield (
+            "phase_divergence",
+            f"Phase diagram: fraction of runs that diverged at each {x}"
+            + (f" × {y}" if y else "")
+            + " grid point (other axes pooled).",
+            lambda: plots.phase_diagram(ds, x, y, "divergence_rate"),
+        )
+        if "final_loss" in ds and _has_finite(ds["final_loss"]):
+            yield (
+                "phase_final_loss",
+                "Median final training loss of the runs that did not diverge; hatched cells: "
+                "every run diverged.",
+                lambda: plots.phase_diagram(ds, x, y, "final_loss"),
+            )
+    if analysis.LR in swept:
+        yield (
+            "divergence_curve",
+            "Divergence rate against learning rate per chain, with 95% Wilson intervals over "
+            "the pooled runs.",
+            lambda: plots.divergence_curve(ds),
+        )
+    for var, what in (("loss", "Training loss"), ("grad_norm", "Raw gradient norm")):
+        if var in ds and _has_finite(ds[var]):
+            yield (
+                f"trajectory_{var}",
+                f"{what} during training: median and inter-quartile range over runs; "
+                "× marks the step at which a run diverged.",
+                lambda var=var: plots.trajectories(ds, var),
+            )
+    if bool(ds["diverged"].any()):
+        yield (
+            "survival",
+            "Fraction of runs not yet diverged at each step.",
+            lambda: plots.survival_curves(ds),
+        )
+    for var, what in (
+        ("grad_norm_layer", "Per-layer gradient norm"),
+        ("delta_rms_layer", "Backward signal (RMS of ∂loss/∂pre-activation)"),
+    ):
+        if var in ds and _has_finite(ds[var].isel(step=0)):
+            yield (
+                f"layer_{var}",
+                f"{what} against depth at the first logged step (layer 0 = input side).",
+                lambda var=var: plots.layer_profile(ds, var),
+            )
+    if (
+        "delta_rms_layer" in ds
+        and ds.sizes["layer"] >= 3
+        and "init_scale" in swept
+        and _has_finite(ds["delta_rms_layer"].isel(step=0))
+    ):
+        yield (
+            "chi1",
+            "Empirical χ1 (backward-signal growth per hidden layer at initialisation) against "
+            "init scale; χ1 > 1 means gradients explode towards the input.",
+            lambda: plots.chi1_vs_theory(ds, step=int(ds["step"].values[0])),
+        )
+    if "sharpness" in ds and _has_finite(ds["sharpness"]):
+        yield (
+            "sharpness",
+            "Sharpness (top Hessian eigenvalue) during training against its stability bound.",
+            lambda: plots.sharpness_vs_bound(ds),
+        )
+    if chains > 1:
+        metrics = [m for m in ("final_loss",) if m in ds and _has_finite(ds[m])]
+        metrics += ["stability"] if analysis.LR in swept else []
+        if metrics:
+            yield (
+                "performance_profiles",
+                "Dolan-Moré performance profiles: fraction of configurations on which each chain "
+                "is within a factor τ of the best (higher is better); score = normalised area.",
+                lambda: plots.performance_profiles(ds, metrics),
+            )
+
+
+def _png(fig: Figure, dpi: int) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def _html_table(headers: list[str], rows: list[list[str]], css: str = "") -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
+    cls = f' class="{css}"' if css else ""
+    return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _grid_rows(ds: xr.Dataset) -> list[list[str]]:
+    rows = [["optimizer", str(ds.sizes["optimizer"]), ", ".join(map(str, ds["optimizer"].values))]]
+    for d in analysis.grid_axes(ds):
+        vals = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in ds[d].values.tolist()]
+        shown = vals if len(vals) <= 10 else [*vals[:4], "…", *vals[-2:]]
+        rows.append([d, str(len(vals)), ", ".join(shown)])
+    steps = ds["step"].values
+    rows.append(["step", str(len(steps)), f"{steps[0]} … {steps[-1]}" if len(steps) else ""])
+    return rows
+
+
+def write_report(
+    source: xr.Dataset | str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    title: str | None = None,
+    dpi: int = 110,
+) -> Path:
+    """Write an HTML report of a sweep, with its tables and figures, to ``out_dir``.
+
+    Files written:
+
+    - ``index.html``: self-contained page (figures embedded as base64 PNG): what was swept, the
+      optimizer comparison table (:func:`gradlab.analysis.compare_optimizers`), every figure the
+      Dataset supports (:mod:`gradlab.plots`), the sweep spec (TOML) and the environment;
+    - ``figures/<name>.png``: the same figures as files;
+    - ``summary.csv`` (full precision) and ``summary.md`` (formatted) comparison tables.
+
+    Args:
+      source: a result Dataset, a run directory, or a ``.nc`` file (see :func:`load_result`).
+      out_dir: output directory (created if needed; files of the same names are replaced).
+      title: page title; default names the run directory or "gradlab sweep".
+      dpi: resolution of the PNG figures.
+
+    Returns:
+      The path of ``index.html``.
+
+    Example:
+      >>> write_report("runs/demo", "reports/demo")  # doctest: +SKIP
+      PosixPath('reports/demo/index.html')
+    """
+    ds = load_result(source)
+    out = Path(out_dir)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    if title is None:
+        named = not isinstance(source, xr.Dataset)
+        title = f"gradlab sweep: {Path(source).name}" if named else "gradlab sweep"
+
+    df = analysis.compare_optimizers(ds)
+    df.to_csv(out / "summary.csv")
+    (out / "summary.md").write_text(analysis.markdown_table(df), encoding="utf-8")
+
+    figures = []
+    for name, caption, make in _figure_plan(ds):
+        png = _png(make(), dpi)
+        (out / "figures" / f"{name}.png").write_bytes(png)
+        figures.append((name, caption, base64.b64encode(png).decode("ascii")))
+
+    env_keys = ("gradlab_version", "jax_version", "flax_version", "optax_version", "devices")
+    env = [[k, str(ds.attrs[k])] for k in env_keys if k in ds.attrs]
+    env += [
+        [k, f"{float(ds.attrs[k]):.1f} s"]
+        for k in ("wall_time_s", "compile_time_s")
+        if k in ds.attrs
+    ]
+    n_runs = int(ds["diverged"].size)
+    n_div = int(ds["diverged"].sum())
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    headers, rows = analysis._cells(df)
+    figs_html = "\n".join(
+        f'<figure id="fig-{name}"><img src="data:image/png;base64,{b64}" alt="{html.escape(cap)}">'
+        f'<figcaption>{html.escape(cap)} <a href="figures/{name}.png">PNG</a></figcaption></figure>'
+        for name, cap, b64 in figures
+    )
+    spec = ds.attrs.get("spec")
+    spec_html = f"<pre>{html.escape(str(spec))}</pre>" if spec else "<p>No spec recorded.</p>"
+    page = f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)}</title>
+<style>{_STYLE}</style>
+</head>
+<body>
+<h1>{html.escape(title)}</h1>
+<p class="meta">{n_runs} runs, {n_div} diverged ({n_div / max(n_runs, 1):.0%}).
+Generated {now} by gradlab.report.</p>
+<h2>What was swept</h2>
+{_html_table(["axis", "size", "values"], _grid_rows(ds), "grid")}
+<h2>Optimizer comparison</h2>
+{_html_table(headers, rows)}
+<p class="meta">Also as <a href="summary.csv">summary.csv</a> and
+<a href="summary.md">summary.md</a>. Medians are over runs that did not diverge; max stable lr
+is the largest learning rate at which no run diverged for any seed or other grid value.</p>
+<h2>Figures</h2>
+{figs_html}
+<h2>Sweep spec</h2>
+{spec_html}
+<h2>Environment</h2>
+{_html_table(["", ""], env) if env else "<p>Not recorded.</p>"}
+</body>
+</html>
+"""
+    index = out / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index

@@ -1,0 +1,554 @@
+"""The sweep specification: what to train, on what, with which optimizer chains, over which grid.
+
+A :class:`SweepSpec` is plain data. It is validated completely when it is built (from Python or
+from TOML), so a bad field raises :class:`ConfigError` naming the field before anything is
+compiled or written. This module knows nothing of JAX compilation.
+
+Grid axes come in two kinds:
+
+* **traced** axes (``seed``, ``learning_rate``, ``init_scale``, ``bias_std``, ``clip_norm``, ...)
+  become arrays inside one vmapped, compiled program: changing their values never recompiles;
+* **static** axes (``activation``, ``init``, ``batch_size``) change the compiled program, so each
+  value (like each optimizer chain) is its own *group* with its own compilation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import numbers
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from gradlab.activations import ACTIVATIONS
+
+__all__ = [
+    "INITS",
+    "LOSSES",
+    "METRIC_SETS",
+    "STATIC_AXES",
+    "ConfigError",
+    "DataSpec",
+    "ModelSpec",
+    "SweepSpec",
+    "default_spec",
+    "expand_axis",
+    "from_toml",
+    "load_toml",
+    "to_toml",
+]
+
+
+class ConfigError(ValueError):
+    """An invalid sweep specification; the message starts with the offending field."""
+
+
+INITS = (
+    "lecun_normal",
+    "glorot_uniform",
+    "glorot_normal",
+    "he_normal",
+    "he_uniform",
+    "normal",
+    "orthogonal",
+)
+LOSSES = ("cross_entropy", "mse")
+METRIC_SETS = ("none", "default", "sharpness", "precond_sharpness", "hessian_trace", "per_example")
+STATIC_AXES = ("activation", "init", "batch_size")
+SCHEDULES = ("constant", "cosine", "warmup_cosine", "warmup_constant")
+BATCH_ORDERS = ("shared", "per_seed")
+DATASET_NAMES = ("mnist", "digits", "mnist1d", "teacher")
+
+# Traced axes that the model or the engine read (the optimizer stages declare their own).
+MODEL_AXES = ("seed", "init_scale", "bias_std")
+
+
+def _fail(field: str, message: str) -> ConfigError:
+    return ConfigError(f"{field}: {message}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_positive_int(field: str, value: Any, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if not _is_int(value) or value <= 0:
+        raise _fail(field, f"must be a positive integer, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """A multilayer perceptron built by :func:`gradlab.models.make_model`.
+
+    Attributes:
+      hidden: hidden-layer widths, input side first; ``()`` is a linear model.
+      activation: name of the elementwise nonlinearity (see ``gradlab.activations.ACTIVATIONS``);
+        ``"linear"`` is the identity.
+      init: kernel init scheme; ``init_scale`` (a grid axis) multiplies its standard deviation,
+        so ``init="normal"`` with ``init_scale=σ_w`` is the mean-field W ~ N(0, σ_w²/fan_in).
+      use_bias: whether dense layers have biases (drawn from N(0, bias_std²); 0 = zero biases).
+      num_outputs: output width; ``None`` takes the number of classes (or regression targets).
+    """
+
+    hidden: tuple[int, ...] = (10, 10)
+    activation: str = "relu"
+    init: str = "lecun_normal"
+    use_bias: bool = True
+    num_outputs: int | None = None
+
+    def __post_init__(self) -> None:
+        hidden = self.hidden
+        if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
+            raise _fail("model.hidden", f"must be a list of positive integers, got {hidden!r}")
+        for i, width in enumerate(hidden):
+            if not _is_int(width) or width <= 0:
+                raise _fail(f"model.hidden[{i}]", f"must be a positive integer, got {width!r}")
+        object.__setattr__(self, "hidden", tuple(int(w) for w in hidden))
+        if self.activation not in ACTIVATIONS:
+            raise _fail(
+                "model.activation",
+                f"unknown activation {self.activation!r}; valid: {', '.join(ACTIVATIONS)}",
+            )
+        if self.init not in INITS:
+            raise _fail("model.init", f"unknown init {self.init!r}; valid: {', '.join(INITS)}")
+        if not isinstance(self.use_bias, bool):
+            raise _fail("model.use_bias", f"must be true or false, got {self.use_bias!r}")
+        _check_positive_int("model.num_outputs", self.num_outputs, allow_none=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """Which data set to train on (see :func:`gradlab.data.load`).
+
+    Attributes:
+      name: ``"mnist"``, ``"digits"``, ``"mnist1d"`` or ``"teacher"``.
+      n_train: use the first ``n_train`` training examples (``None``: all).
+      n_test: use the first ``n_test`` test examples (``None``: all).
+      seed: seed of generated data sets (``mnist1d``, ``teacher``).
+      data_dir: where data files live (``None``: ``$GRADLAB_DATA`` or ``~/.cache/gradlab``).
+      options: loader-specific keyword arguments (e.g. ``{"task": "regression"}`` for teacher).
+    """
+
+    name: str = "mnist"
+    n_train: int | None = None
+    n_test: int | None = None
+    seed: int = 0
+    data_dir: str | None = None
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.name not in DATASET_NAMES:
+            raise _fail(
+                "data.name", f"unknown data set {self.name!r}; valid: {', '.join(DATASET_NAMES)}"
+            )
+        _check_positive_int("data.n_train", self.n_train, allow_none=True)
+        _check_positive_int("data.n_test", self.n_test, allow_none=True)
+        if not _is_int(self.seed) or self.seed < 0:
+            raise _fail("data.seed", f"must be a non-negative integer, got {self.seed!r}")
+        if self.data_dir is not None and not isinstance(self.data_dir, str):
+            raise _fail("data.data_dir", f"must be a path string, got {self.data_dir!r}")
+        if not isinstance(self.options, Mapping):
+            raise _fail("data.options", f"must be a table of loader options, got {self.options!r}")
+        object.__setattr__(self, "options", dict(self.options))
+
+
+Chain = str | Callable[[Mapping[str, Any]], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSpec:
+    """A sweep: every optimizer chain x every point of the grid, trained at once.
+
+    Attributes:
+      model: a :class:`ModelSpec`, or a user's ``flax.linen.Module`` (its per-layer signals then
+        come from what it ``perturb``s; see :mod:`gradlab.models`).
+      data: a :class:`DataSpec` or a ``gradlab.data.Dataset`` of arrays.
+      loss: ``"cross_entropy"`` (softmax, integer labels) or ``"mse"`` (½‖f(x)−y‖² summed over
+        outputs, mean over examples; class labels become one-hot).
+      optimizers: chain strings ``"stage|stage|..."`` (see :mod:`gradlab.optim`) or callables
+        ``hparams -> optax.GradientTransformation``.
+      grid: axis name -> list of values (or ``{"logspace": [a, b, n]}`` /
+        ``{"linspace": [a, b, n]}``). The sweep is the Cartesian product.
+      steps: number of optimizer steps; or give ``epochs`` (steps = epochs x batches per epoch).
+      epochs: number of passes over the training set (the last partial batch is dropped).
+      batch_size: examples per step; ``None`` is full-batch gradient descent.
+      metrics: metric sets: ``"default"`` (every per-step and per-layer metric), ``"none"``
+        (loss only), plus ``"sharpness"``, ``"precond_sharpness"``, ``"hessian_trace"``,
+        ``"per_example"``.
+      log_every: record per-step metrics every this many steps (divergence is checked every step).
+      sharpness_every: cadence (steps) of the curvature metrics.
+      sharpness_iters: Lanczos iterations per curvature measurement.
+      divergence_factor: a run diverges when its loss exceeds this times its initial loss (or any
+        loss/gradient is non-finite).
+      schedule: learning-rate schedule: ``"constant"``, ``"cosine"`` (decay to 0 over training),
+        ``"warmup_cosine"`` or ``"warmup_constant"`` (linear warmup over ``warmup_steps``).
+      warmup_steps: length of the linear warmup.
+      batch_order: ``"shared"`` (every run sees the same batches, drawn from ``data_seed``) or
+        ``"per_seed"`` (each run shuffles with its own ``seed``).
+      data_seed: seed of the shared batch order.
+    """
+
+    model: ModelSpec | Any = dataclasses.field(default_factory=ModelSpec)
+    data: DataSpec | Any = dataclasses.field(default_factory=DataSpec)
+    loss: str = "cross_entropy"
+    optimizers: tuple[Chain, ...] = ("sgd",)
+    grid: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    steps: int | None = None
+    epochs: int | None = None
+    batch_size: int | None = 32
+    metrics: tuple[str, ...] = ("default",)
+    log_every: int = 1
+    sharpness_every: int = 10
+    sharpness_iters: int = 20
+    divergence_factor: float = 10.0
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    batch_order: str = "shared"
+    data_seed: int = 0
+
+    def __post_init__(self) -> None:
+        from gradlab import optim  # optim reads its stage table only; no compilation happens.
+
+        self._check_model_and_data()
+        if self.loss not in LOSSES:
+            raise _fail("loss", f"unknown loss {self.loss!r}; valid: {', '.join(LOSSES)}")
+        optimizers = self.optimizers
+        if isinstance(optimizers, str) or callable(optimizers):
+            optimizers = (optimizers,)
+        if not isinstance(optimizers, Sequence) or not optimizers:
+            raise _fail("optimizers", "must be a non-empty list of optimizer chains")
+        optimizers = tuple(optimizers)
+        names = [optim.chain_name(c) for c in optimizers]
+        if len(set(names)) != len(names):
+            raise _fail("optimizers", f"duplicate chains in {names}")
+        object.__setattr__(self, "optimizers", optimizers)
+        reads: set[str] = set(MODEL_AXES)
+        open_ended = False
+        for i, chain in enumerate(optimizers):
+            if callable(chain):
+                open_ended = True
+                continue
+            if not isinstance(chain, str):
+                raise _fail(f"optimizers[{i}]", f"must be a chain string or callable: {chain!r}")
+            try:
+                reads.update(optim.chain_hparams(chain))
+            except ValueError as err:
+                raise _fail(f"optimizers[{i}]", str(err)) from None
+        self._check_grid(reads, open_ended)
+        self._check_training()
+
+    # -- validation helpers -------------------------------------------------------------------
+    def _check_model_and_data(self) -> None:
+        if not isinstance(self.model, ModelSpec):
+            try:
+                import flax.linen as nn
+            except ImportError:  # pragma: no cover - flax is a dependency
+                nn = None
+            if nn is None or not isinstance(self.model, nn.Module):
+                raise _fail("model", f"must be a ModelSpec or a flax.linen.Module: {self.model!r}")
+        if not isinstance(self.data, DataSpec):
+            fields = ("x_train", "y_train", "x_test", "y_test", "num_classes")
+            if not all(hasattr(self.data, f) for f in fields):
+                raise _fail("data", f"must be a DataSpec or a gradlab.data.Dataset: {self.data!r}")
+
+    def _check_grid(self, reads: set[str], open_ended: bool) -> None:
+        if not isinstance(self.grid, Mapping):
+            raise _fail("grid", f"must be a table of axis -> values, got {self.grid!r}")
+        grid: dict[str, tuple[Any, ...]] = {}
+        for name, values in self.grid.items():
+            field = f"grid.{name}"
+            if not isinstance(name, str) or name in ("optimizer", "step", "layer", "run"):
+                raise _fail(field, "is a reserved dimension name")
+            if name not in STATIC_AXES and name not in reads and not open_ended:
+                raise _fail(
+                    field,
+                    "no optimizer stage or model part reads this axis; read here: "
+                    + ", ".join(sorted(reads | set(STATIC_AXES))),
+                )
+            grid[name] = expand_axis(field, values)
+            _check_axis_values(field, name, grid[name])
+        object.__setattr__(self, "grid", grid)
+
+    def _check_training(self) -> None:
+        if (self.steps is None) == (self.epochs is None):
+            raise _fail("steps", "give exactly one of steps= or epochs=")
+        _check_positive_int("steps", self.steps, allow_none=True)
+        _check_positive_int("epochs", self.epochs, allow_none=True)
+        _check_positive_int("batch_size", self.batch_size, allow_none=True)
+        metrics = self.metrics
+        if isinstance(metrics, str):
+            metrics = (metrics,)
+        metrics = tuple(metrics)
+        for m in metrics:
+            if m not in METRIC_SETS:
+                raise _fail("metrics", f"unknown metric set {m!r}; valid: {', '.join(METRIC_SETS)}")
+        if not metrics:
+            raise _fail("metrics", "must name at least one metric set (e.g. 'default' or 'none')")
+        object.__setattr__(self, "metrics", metrics)
+        _check_positive_int("log_every", self.log_every)
+        _check_positive_int("sharpness_every", self.sharpness_every)
+        _check_positive_int("sharpness_iters", self.sharpness_iters)
+        factor = self.divergence_factor
+        if not _is_real(factor) or not math.isfinite(factor) or factor <= 1:
+            raise _fail("divergence_factor", f"must be a finite number > 1, got {factor!r}")
+        if self.schedule not in SCHEDULES:
+            raise _fail(
+                "schedule", f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}"
+            )
+        if not _is_int(self.warmup_steps) or self.warmup_steps < 0:
+            raise _fail("warmup_steps", f"must be a non-negative integer: {self.warmup_steps!r}")
+        if self.schedule.startswith("warmup") and self.warmup_steps == 0:
+            raise _fail("warmup_steps", f"schedule {self.schedule!r} needs warmup_steps > 0")
+        if self.batch_order not in BATCH_ORDERS:
+            raise _fail(
+                "batch_order",
+                f"unknown batch order {self.batch_order!r}; valid: {', '.join(BATCH_ORDERS)}",
+            )
+        if not _is_int(self.data_seed) or self.data_seed < 0:
+            raise _fail("data_seed", f"must be a non-negative integer, got {self.data_seed!r}")
+
+    # -- derived views ------------------------------------------------------------------------
+    @property
+    def static_axes(self) -> dict[str, tuple[Any, ...]]:
+        """Grid axes that change the compiled program (one group per combination)."""
+        return {k: v for k, v in self.grid.items() if k in STATIC_AXES}
+
+    @property
+    def traced_axes(self) -> dict[str, tuple[Any, ...]]:
+        """Grid axes that are traced arrays inside one compiled program."""
+        return {k: v for k, v in self.grid.items() if k not in STATIC_AXES}
+
+    @property
+    def num_runs(self) -> int:
+        """Total number of training runs: chains x the product of all grid axis lengths."""
+        return len(self.optimizers) * math.prod(len(v) for v in self.grid.values())
+
+    def shrunk(self, steps: int = 20) -> SweepSpec:
+        """A small version of this sweep for smoke tests (``GRADLAB_FAST=1``).
+
+        At most ``steps`` steps, the first two seeds, and at most 512 training / 256 test
+        examples; every other axis is kept, so the shape of the result is the same.
+        """
+        grid = dict(self.grid)
+        if "seed" in grid:
+            grid["seed"] = grid["seed"][:2]
+        data = self.data
+        if isinstance(data, DataSpec):
+            data = dataclasses.replace(
+                data, n_train=min(data.n_train or 512, 512), n_test=min(data.n_test or 256, 256)
+            )
+        steps = min(steps, self.steps or steps)
+        return dataclasses.replace(
+            self,
+            data=data,
+            grid=grid,
+            steps=steps,
+            epochs=None,
+            log_every=min(self.log_every, max(1, steps // 4)),
+            sharpness_every=min(self.sharpness_every, max(1, steps // 4)),
+            warmup_steps=min(self.warmup_steps, steps // 2) if self.warmup_steps else 0,
+        )
+
+    def replace(self, **changes: Any) -> SweepSpec:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def fingerprint(self) -> str:
+        """A hash of everything that determines the results (used to guard run directories)."""
+        return hashlib.sha256(to_toml(self).encode()).hexdigest()[:16]
+
+
+def expand_axis(field: str, values: Any) -> tuple[Any, ...]:
+    """Turn a grid axis description into a tuple of values.
+
+    Accepts a list of numbers or strings, a numpy array, or a table ``{"logspace": [a, b, n]}``
+    (n values from 10^a to 10^b) or ``{"linspace": [a, b, n]}``.
+    """
+    if isinstance(values, Mapping):
+        if len(values) != 1 or next(iter(values)) not in ("logspace", "linspace"):
+            raise _fail(field, f"a table must be {{logspace = [a, b, n]}} or linspace: {values!r}")
+        kind, args = next(iter(values.items()))
+        if (
+            not isinstance(args, Sequence)
+            or len(args) != 3
+            or not all(_is_real(a) and math.isfinite(a) for a in args[:2])
+            or not _is_int(args[2])
+            or args[2] < 1
+        ):
+            raise _fail(field, f"{kind} takes [start, stop, count], got {args!r}")
+        if args[1] < args[0]:
+            raise _fail(field, f"{kind} range is reversed: {args[0]} > {args[1]}")
+        fn = np.logspace if kind == "logspace" else np.linspace
+        return tuple(float(v) for v in fn(args[0], args[1], int(args[2])))
+    if isinstance(values, np.ndarray):
+        values = values.tolist()
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        values = [values]
+    values = tuple(v.item() if isinstance(v, np.generic) else v for v in values)
+    if not values:
+        raise _fail(field, "must have at least one value")
+    if len(set(values)) != len(values):
+        raise _fail(field, f"has repeated values: {list(values)}")
+    return values
+
+
+def _check_axis_values(field: str, name: str, values: tuple[Any, ...]) -> None:
+    if name == "activation":
+        for v in values:
+            if v not in ACTIVATIONS:
+                raise _fail(field, f"unknown activation {v!r}; valid: {', '.join(ACTIVATIONS)}")
+        return
+    if name == "init":
+        for v in values:
+            if v not in INITS:
+                raise _fail(field, f"unknown init {v!r}; valid: {', '.join(INITS)}")
+        return
+    if name in ("batch_size", "seed"):
+        for v in values:
+            if not _is_int(v) or v < (1 if name == "batch_size" else 0):
+                kind = "positive" if name == "batch_size" else "non-negative"
+                raise _fail(field, f"values must be {kind} integers, got {v!r}")
+        return
+    from gradlab import optim
+
+    lower, upper, closed = optim.HPARAM_RANGES.get(name, (-math.inf, math.inf, True))
+    for v in values:
+        if not _is_real(v) or not math.isfinite(v):
+            raise _fail(field, f"values must be finite numbers, got {v!r}")
+        below = v < lower if closed else v <= lower
+        if below or v > upper:
+            bound = f"{'>=' if closed else '>'} {lower}" + (
+                f" and <= {upper}" if math.isfinite(upper) else ""
+            )
+            raise _fail(field, f"values must be {bound}, got {v!r}")
+
+
+# -- TOML ---------------------------------------------------------------------------------------
+_TOP_KEYS = {f.name for f in dataclasses.fields(SweepSpec)}
+_MODEL_KEYS = {f.name for f in dataclasses.fields(ModelSpec)}
+_DATA_KEYS = {f.name for f in dataclasses.fields(DataSpec)} - {"options"}
+
+
+def from_toml(text: str) -> SweepSpec:
+    """Parse a sweep from TOML text (keys as in DESIGN.md); raises :class:`ConfigError`."""
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"toml: malformed TOML: {err}") from None
+    return _from_table(table)
+
+
+def load_toml(path: str) -> SweepSpec:
+    """Read a sweep from a TOML file; raises :class:`ConfigError` naming the field."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as err:
+        raise ConfigError(f"config: cannot read {path}: {err.strerror}") from None
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        raise ConfigError(f"config: {path} is not UTF-8 text") from None
+    return from_toml(text)
+
+
+def _from_table(table: dict[str, Any]) -> SweepSpec:
+    unknown = set(table) - _TOP_KEYS
+    if unknown:
+        raise _fail(
+            sorted(unknown)[0], f"unknown key; valid top-level keys: {', '.join(sorted(_TOP_KEYS))}"
+        )
+    kwargs = dict(table)
+    model = kwargs.pop("model", {})
+    if not isinstance(model, dict):
+        raise _fail("model", "must be a table")
+    bad = set(model) - _MODEL_KEYS
+    if bad:
+        raise _fail(f"model.{sorted(bad)[0]}", f"unknown key; valid: {', '.join(_MODEL_KEYS)}")
+    data = kwargs.pop("data", {})
+    if not isinstance(data, dict):
+        raise _fail("data", "must be a table")
+    data = dict(data)
+    options = data.pop("options", {})
+    options = {**{k: data.pop(k) for k in list(data) if k not in _DATA_KEYS}, **options}
+    for key, kind in (("optimizers", list), ("metrics", list), ("grid", dict)):
+        if key in kwargs and not isinstance(kwargs[key], kind):
+            raise _fail(key, f"must be a {'list' if kind is list else 'table'}")
+    for key in ("optimizers", "metrics"):
+        if key in kwargs:
+            kwargs[key] = tuple(kwargs[key])
+    if "hidden" in model and isinstance(model["hidden"], list):
+        model["hidden"] = tuple(model["hidden"])
+    return SweepSpec(model=ModelSpec(**model), data=DataSpec(**data, options=options), **kwargs)
+
+
+def _toml_value(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_toml_value(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _toml_value(v) for k, v in value.items()}
+    return value
+
+
+def to_toml(spec: SweepSpec) -> str:
+    """The spec as TOML text (``from_toml(to_toml(s)) == s`` for string chains and a ModelSpec).
+
+    A user's Flax module, callable chain or in-memory arrays cannot be written as TOML; they are
+    recorded by their ``repr`` (or a content hash for arrays) in comments, so the text still
+    identifies the sweep.
+    """
+    import tomli_w
+
+    from gradlab import optim
+
+    table: dict[str, Any] = {}
+    notes: list[str] = []
+    for f in dataclasses.fields(SweepSpec):
+        value = getattr(spec, f.name)
+        if f.name == "model":
+            if isinstance(value, ModelSpec):
+                model = dataclasses.asdict(value)
+                table["model"] = {k: v for k, v in model.items() if v is not None}
+            else:
+                notes.append(f"model = {value!r}")
+        elif f.name == "data":
+            if isinstance(value, DataSpec):
+                data = {k: v for k, v in dataclasses.asdict(value).items() if v is not None}
+                if not data["options"]:
+                    del data["options"]
+                table["data"] = data
+            else:
+                digest = hashlib.sha256()
+                for arr in value[:4]:
+                    digest.update(np.ascontiguousarray(arr).tobytes())
+                notes.append(f"data = arrays, sha256 {digest.hexdigest()[:16]}")
+        elif f.name == "optimizers":
+            table["optimizers"] = [optim.chain_name(c) for c in value]
+            notes += [f"optimizer {optim.chain_name(c)} = {c!r}" for c in value if callable(c)]
+        elif value is not None:
+            table[f.name] = _toml_value(value)
+    text = tomli_w.dumps(table)
+    if notes:
+        text = "".join(f"# {n}\n" for n in notes) + text
+    return text
+
+
+def default_spec() -> SweepSpec:
+    """The embedded default experiment of ``gradlab run`` (``gradlab/default.toml``).
+
+    The article's MLP 784-10-10-10 (ReLU, softmax cross-entropy) on MNIST, batch 32, five
+    optimizer chains over log-spaced learning rates x init scales x seeds.
+    """
+    from importlib.resources import files
+
+    return from_toml(files("gradlab").joinpath("default.toml").read_text())

@@ -1,0 +1,287 @@
+"""Run directories and the assembly of chunk results into one labelled ``xarray.Dataset``.
+
+A run directory holds::
+
+    spec.toml            the sweep, as TOML
+    manifest.json        the layout: groups, grid, steps, chunking, and the spec's fingerprint
+    chunks/gGGG-cCCCCC.nc  one finished chunk of one group (netCDF-4 via h5netcdf)
+    result.nc            the assembled Dataset, written when every chunk is done
+
+Every file is written atomically (a temporary file in the same directory, then ``os.replace``),
+so a killed sweep leaves only whole files; calling :func:`gradlab.run` again with the same spec
+and directory computes only the missing chunks. Nothing here imports JAX.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from gradlab.spec import ConfigError, SweepSpec, to_toml
+
+__all__ = ["Layout", "RunDir", "assemble", "load"]
+
+FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Everything needed to turn chunk results into the Dataset (stored as manifest.json)."""
+
+    fingerprint: str
+    optimizers: list[str]
+    static: dict[str, list[Any]]
+    traced: dict[str, list[Any]]
+    grid_order: list[str]
+    steps: list[int]
+    num_layers: int
+    num_runs: int
+    chunk_size: int
+
+    @property
+    def num_groups(self) -> int:
+        return len(self.optimizers) * math.prod(len(v) for v in self.static.values())
+
+    @property
+    def num_chunks(self) -> int:
+        return math.ceil(self.num_runs / self.chunk_size)
+
+    @classmethod
+    def from_plan(cls, plan: Any, num_layers: int) -> Layout:
+        from gradlab.optim import chain_name
+
+        spec = plan.spec
+        return cls(
+            fingerprint=spec.fingerprint(),
+            optimizers=[chain_name(c) for c in spec.optimizers],
+            static={k: list(v) for k, v in spec.static_axes.items()},
+            traced={k: list(v) for k, v in spec.traced_axes.items()},
+            grid_order=list(spec.grid),
+            steps=[int(s) for s in plan.logged_steps],
+            num_layers=num_layers,
+            num_runs=plan.num_runs,
+            chunk_size=plan.chunk_size,
+        )
+
+    def to_json(self) -> str:
+        return json.dumps({"format": FORMAT_VERSION, **dataclasses.asdict(self)}, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> Layout:
+        table = json.loads(text)
+        table.pop("format", None)
+        return cls(**table)
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Write ``path`` through a temporary file in the same directory and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_text(path: Path, text: str) -> None:
+    _atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def _write_netcdf(path: Path, ds: xr.Dataset) -> None:
+    _atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
+
+
+def _chunk_dataset(outputs: Mapping[str, np.ndarray]) -> xr.Dataset:
+    dims = {0: ("run",), 1: ("run", "step"), 2: ("run", "step", "layer")}
+    return xr.Dataset({k: (dims[np.ndim(v) - 1], np.asarray(v)) for k, v in outputs.items()})
+
+
+def versions() -> dict[str, str]:
+    """Versions of gradlab and the libraries that computed the numbers."""
+    out = {}
+    for name in ("gradlab", "jax", "jaxlib", "flax", "optax"):
+        try:
+            out[f"{name}_version"] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[f"{name}_version"] = "unknown"
+    return out
+
+
+def assemble(
+    layout: Layout,
+    chunks: Mapping[tuple[int, int], Mapping[str, np.ndarray]],
+    spec: SweepSpec | str,
+    attrs: Mapping[str, Any],
+) -> xr.Dataset:
+    """Arrange chunk outputs (keyed by (group, chunk)) into the labelled result Dataset.
+
+    Dims: ``optimizer``, the grid axes in the order the spec gives them, ``step``, ``layer``.
+    """
+    groups = range(layout.num_groups)
+    per_group = {
+        g: {
+            k: np.concatenate([chunks[(g, c)][k] for c in range(layout.num_chunks)])
+            for k in chunks[(g, 0)]
+        }
+        for g in groups
+    }
+    lead = ["optimizer", *layout.static, *layout.traced]
+    lead_shape = [
+        len(layout.optimizers),
+        *(len(v) for v in layout.static.values()),
+        *(len(v) for v in layout.traced.values()),
+    ]
+    order = ["optimizer", *layout.grid_order]
+    variables = {}
+    for name in per_group[0]:
+        stacked = np.stack([per_group[g][name] for g in groups])
+        tail = ("step", "layer")[: stacked.ndim - 2]
+        arr = stacked.reshape(*lead_shape, *stacked.shape[2:])
+        da = xr.DataArray(arr, dims=[*lead, *tail])
+        variables[name] = da.transpose(*order, *tail)
+    coords = {
+        "optimizer": layout.optimizers,
+        **{k: v for k, v in {**layout.static, **layout.traced}.items()},
+        "step": np.asarray(layout.steps, np.int64),
+        "layer": np.arange(layout.num_layers),
+    }
+    ds = xr.Dataset(variables, coords=coords)
+    ds.attrs.update(
+        spec=spec if isinstance(spec, str) else to_toml(spec), **versions(), **dict(attrs)
+    )
+    return ds
+
+
+class RunDir:
+    """A run directory being written by a sweep (see the module docstring)."""
+
+    def __init__(self, path: Path, layout: Layout) -> None:
+        self.path = path
+        self.layout = layout
+
+    @staticmethod
+    def stored_layout(path: str | os.PathLike) -> Layout | None:
+        """The layout recorded in an existing run directory, if any."""
+        manifest = Path(path) / "manifest.json"
+        if not manifest.exists():
+            return None
+        try:
+            return Layout.from_json(manifest.read_text())
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"out: {manifest} is not a gradlab manifest ({err})") from None
+
+    @classmethod
+    def open(
+        cls, path: str | os.PathLike, spec: SweepSpec, layout: Layout, *, overwrite: bool = False
+    ) -> RunDir:
+        """Open ``path`` for ``spec``: create it, or resume it if it holds the same sweep.
+
+        Raises:
+          ConfigError: ``path`` holds a different sweep (unless ``overwrite``), or is a file.
+        """
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"out: {path} exists and is not a directory")
+        stored = cls.stored_layout(path)
+        if stored is not None and stored != layout:
+            if not overwrite:
+                what = "spec" if stored.fingerprint != layout.fingerprint else "chunk size"
+                raise ConfigError(
+                    f"out: {path} holds a different sweep (its {what} differs); "
+                    "choose another directory or pass overwrite=True (--overwrite)"
+                )
+            shutil.rmtree(path / "chunks", ignore_errors=True)
+            (path / "result.nc").unlink(missing_ok=True)
+        path.mkdir(parents=True, exist_ok=True)
+        _write_text(path / "spec.toml", to_toml(spec))
+        _write_text(path / "manifest.json", layout.to_json())
+        return cls(path, layout)
+
+    def chunk_path(self, group: int, chunk: int) -> Path:
+        return self.path / "chunks" / f"g{group:03d}-c{chunk:05d}.nc"
+
+    def chunk_size_of(self, chunk: int) -> int:
+        return min(self.layout.chunk_size, self.layout.num_runs - chunk * self.layout.chunk_size)
+
+    def read_chunk(self, group: int, chunk: int) -> dict[str, np.ndarray] | None:
+        """A finished chunk's arrays, or None when it is missing or unreadable."""
+        path = self.chunk_path(group, chunk)
+        if not path.exists():
+            return None
+        try:
+            with xr.open_dataset(path, engine="h5netcdf") as ds:
+                if ds.sizes.get("run") != self.chunk_size_of(chunk):
+                    return None
+                return {k: ds[k].values for k in ds.data_vars}
+        except Exception:  # a truncated/corrupt file: recompute it
+            return None
+
+    def has_chunk(self, group: int, chunk: int) -> bool:
+        """Whether a whole, readable chunk file exists (a corrupt one is removed)."""
+        if self.read_chunk(group, chunk) is not None:
+            return True
+        self.chunk_path(group, chunk).unlink(missing_ok=True)
+        return False
+
+    def write_chunk(self, group: int, chunk: int, outputs: Mapping[str, np.ndarray]) -> None:
+        _write_netcdf(self.chunk_path(group, chunk), _chunk_dataset(outputs))
+
+    def missing(self) -> list[tuple[int, int]]:
+        return [
+            (g, c)
+            for g in range(self.layout.num_groups)
+            for c in range(self.layout.num_chunks)
+            if not self.chunk_path(g, c).exists()
+        ]
+
+    def assemble(self, attrs: Mapping[str, Any]) -> xr.Dataset:
+        chunks = {}
+        for g in range(self.layout.num_groups):
+            for c in range(self.layout.num_chunks):
+                arrays = self.read_chunk(g, c)
+                if arrays is None:
+                    raise ValueError(
+                        f"run directory {self.path} is incomplete: chunk {c} of group {g} is "
+                        "missing or unreadable; run the same sweep again to finish it"
+                    )
+                chunks[(g, c)] = arrays
+        spec = (self.path / "spec.toml").read_text()
+        return assemble(self.layout, chunks, spec, attrs)
+
+    def finish(self, attrs: Mapping[str, Any]) -> xr.Dataset:
+        """Assemble every chunk, write ``result.nc`` and return the Dataset."""
+        ds = self.assemble(attrs)
+        _write_netcdf(self.path / "result.nc", ds)
+        return ds
+
+
+def load(path: str | os.PathLike) -> xr.Dataset:
+    """Read the result Dataset of a run directory (written by ``gradlab.run(spec, out=path)``).
+
+    Raises:
+      FileNotFoundError: ``path`` is not a run directory.
+      ValueError: the sweep is incomplete (it says which chunk is missing).
+    """
+    path = Path(path)
+    result = path / "result.nc"
+    if result.exists():
+        with xr.open_dataset(result, engine="h5netcdf") as ds:
+            return ds.load()
+    layout = RunDir.stored_layout(path)
+    if layout is None:
+        raise FileNotFoundError(f"{path} is not a gradlab run directory (no manifest.json)")
+    return RunDir(path, layout).assemble({"devices": 1})

@@ -1,0 +1,17 @@
+"""Test configuration.
+
+Rank promotion raises, so silent broadcasting of mismatched ranks is a bug, not a habit. Dtype
+promotion stays "standard": optax's own Adam bias correction (``b1 ** count``, a float to an
+int32 power) is rejected by the "strict" mode.
+"""
+
+import jax
+import pytest
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_cache(tmp_path_factory, monkeypatch):
+    """Data caches go to one temporary directory per test session, never the user's home."""
+    monkeypatch.setenv("GRADLAB_DATA", str(tmp_path_factory.getbasetemp() / "gradlab-data"))
