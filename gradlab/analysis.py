@@ -592,6 +592,8 @@ def profile_score(profile: xr.DataArray) -> xr.DataArray:
     """
     tau = profile["tau"]
     span = float(tau[-1] - tau[0])
+    if span == 0:  # a single τ: the profile there
+        return profile.isel(tau=0, drop=True).rename("score")
     return (profile.integrate("tau") / span).rename("score")
 
 

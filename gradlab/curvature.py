@@ -96,8 +96,9 @@ def _fallback_vector(n: int, dtype: jnp.dtype) -> jax.Array:
 def _orthogonalise(basis: jax.Array, w: jax.Array) -> jax.Array:
     """Remove from ``w`` its components along the (orthonormal or zero) rows of ``basis``.
 
-    Classical Gram-Schmidt applied twice ("twice is enough", Parlett 1998 §6.9): the result is
-    orthogonal to the basis to working precision even when ``w`` nearly lies in its span.
+    Classical Gram-Schmidt applied twice ("twice is enough", Kahan; Parlett, The Symmetric
+    Eigenvalue Problem): the result is orthogonal to the basis to working precision even when
+    ``w`` nearly lies in its span.
     """
     for _ in range(2):
         w = w - basis.T @ (basis @ w)
@@ -112,8 +113,7 @@ def _lanczos_top(
     Full reorthogonalisation; on breakdown (``β ≈ 0``: the Krylov space is invariant) the next
     vector is a shift of the fixed random vector, orthogonalised against the basis, and the
     tridiagonal coupling is set to zero, so the Ritz values stay those of ``V H Vᵀ`` on an
-    orthonormal ``V``.
-    Returns ``(θ_max, u)``; both are NaN when any product was non-finite.
+    orthonormal ``V``. Returns ``(θ_max, u)``; both are NaN when any product was non-finite.
     """
     n = v0.shape[0]
     k = min(num_iters, n)  # more than n steps would exhaust the space; n steps are exact.
@@ -185,8 +185,8 @@ def top_hessian_eigenvalue(
     * a zero or non-finite ``v0`` falls back to a fixed random vector;
     * on breakdown (the Krylov space became invariant, ``β ≈ 0``, e.g. ``v0`` is an exact
       eigenvector) Lanczos restarts from a shift of that fixed random vector, orthogonalised
-      against the basis, so no
-      division by zero happens and the remaining steps still explore the rest of the space;
+      against the basis: no division by zero, and the remaining steps explore the rest of the
+      space;
     * a non-finite Hessian (any non-finite HVP) gives NaN for the eigenvalue and the eigenvector,
       never a made-up number.
 
@@ -218,7 +218,7 @@ def top_hessian_eigenvalue(
     References:
       Lanczos, `An iteration method for the solution of the eigenvalue problem of linear
       differential and integral operators <https://doi.org/10.6028/jres.045.026>`_, 1950;
-      Golub & Van Loan, Matrix Computations, 4th ed., §10.1-10.3;
+      Golub & Van Loan, Matrix Computations, 4th ed., ch. 10;
       Cohen et al., `Gradient descent on neural networks typically occurs at the edge of
       stability <https://arxiv.org/abs/2103.00065>`_, 2021;
       Ghorbani et al., `An investigation into neural net optimization via Hessian eigenvalue
@@ -393,7 +393,7 @@ def hessian_trace(
       num_probes: number of probes ``m`` (static), i.e. HVPs.
 
     Returns:
-      The scalar trace estimate (NaN if the Hessian is not finite).
+      The scalar trace estimate (non-finite if the Hessian is not finite).
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -409,11 +409,11 @@ def hessian_trace(
       positive semi-definite matrix <https://doi.org/10.1145/1944345.1944349>`_, 2011
     """
     flat, unravel = ravel_pytree(params)
+    dtype = _work_dtype(flat.dtype)
     probes = jax.random.rademacher(key, (num_probes, flat.shape[0]), dtype=flat.dtype)
 
     def quadratic_form(z: jax.Array) -> jax.Array:
         hz = ravel_pytree(hvp(loss_fn, params, unravel(z)))[0]
-        dtype = _work_dtype(flat.dtype)
         return jnp.vdot(z.astype(dtype), hz.astype(dtype))
 
     return jnp.mean(jax.vmap(quadratic_form)(probes))

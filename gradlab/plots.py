@@ -10,7 +10,7 @@ Shared conventions:
 - grid axes that a figure does not show are *pooled* (seeds always; any other axis with more than
   one value too, and the title says so); pick one slice with ``sel={"clip_norm": 1.0}``;
 - numeric axes that are log-spaced (learning rates, init scales 0.5, 1, 2, 4) get log scales;
-- colour-blind-safe colours: viridis for maps and ordered hues, Okabe-Ito for chains;
+- colour-blind-safe colours: viridis for maps, plasma for ordered hues, Okabe-Ito for chains;
 - runs are compared while alive: a diverged run counts as +∞ from its divergence step (−∞ for
   accuracies), so a median line ends when half the runs have exploded, and × marks each divergence.
 """
@@ -124,8 +124,10 @@ def _is_numeric(values: np.ndarray) -> bool:
 
 def _is_log_spaced(values: np.ndarray) -> bool:
     """Positive values that are geometric, or span a decade without being arithmetic."""
+    if not _is_numeric(values):
+        return False
     v = np.sort(np.asarray(values, dtype=float))
-    if len(v) < 2 or not _is_numeric(values) or (v <= 0).any():
+    if len(v) < 2 or (v <= 0).any():
         return False
     if len(v) == 2:
         return bool(v[1] / v[0] >= 10)
@@ -217,13 +219,9 @@ def _pool_note(ds: xr.Dataset, pool: Sequence[str], per: str = "point") -> str:
     return f"{n} runs per {per} ({' × '.join(pool)})"
 
 
-def _default_hue(ds: xr.Dataset, exclude: Sequence[str | None] = ()) -> str | None:
+def _default_hue(ds: xr.Dataset) -> str | None:
     """The axis to colour lines by: learning rate if swept, else the first swept non-seed axis."""
-    cands = [
-        d
-        for d in analysis.grid_axes(ds)
-        if d != analysis.SEED and d not in exclude and ds.sizes[d] > 1
-    ]
+    cands = [d for d in analysis.grid_axes(ds) if d != analysis.SEED and ds.sizes[d] > 1]
     return analysis.LR if analysis.LR in cands else (cands[0] if cands else None)
 
 
@@ -263,6 +261,8 @@ def _cell_values(
 ) -> tuple[xr.DataArray, str]:
     """The value of ``metric`` per chain and cell, pooling every other grid axis."""
     if isinstance(metric, xr.DataArray):
+        if "optimizer" not in metric.dims:  # the same for every chain
+            metric = metric.expand_dims(optimizer=ds["optimizer"].values)
         pool = [d for d in metric.dims if d not in ("optimizer", *keep)]
         with analysis._quiet():
             return metric.median(pool), str(metric.name or "value")
@@ -361,6 +361,7 @@ def phase_diagram(
     ds = _sorted(ds, x, y)
     keep = [d for d in (x, y) if d is not None]
     values, name = _cell_values(ds, metric, keep)
+    values = values.reindex({d: ds[d].values for d in keep})  # the (sorted) grid order
     values = values.transpose("optimizer", *([y] if y else []), x)
     pool = [d for d in analysis.grid_axes(ds) if d not in keep]
     is_rate = name == "divergence_rate"

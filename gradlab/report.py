@@ -65,14 +65,11 @@ def load_result(source: xr.Dataset | str | os.PathLike[str]) -> xr.Dataset:
 
 
 def _swept(ds: xr.Dataset) -> list[str]:
-    """Numeric grid axes with more than one value, learning rate and init scale first."""
-    axes = [
-        d
-        for d in analysis.grid_axes(ds)
-        if d != analysis.SEED and ds.sizes[d] > 1 and ds[d].dtype.kind in "iuf"
-    ]
+    """Grid axes with more than one value: learning rate, init scale, other numbers, strings."""
+    axes = [d for d in analysis.grid_axes(ds) if d != analysis.SEED and ds.sizes[d] > 1]
     first = [d for d in (analysis.LR, "init_scale") if d in axes]
-    return first + [d for d in axes if d not in first]
+    numeric = [d for d in axes if d not in first and ds[d].dtype.kind in "iuf"]
+    return first + numeric + [d for d in axes if d not in first + numeric]
 
 
 def _has_finite(da: xr.DataArray) -> bool:

@@ -220,6 +220,12 @@ def test_phase_diagram_pools_sorts_and_selects():
         plots.phase_diagram(ds, "learning_rate", None, sel={"init_scale": 1.0})
     with pytest.raises(ValueError, match="metric"):
         plots.phase_diagram(ds, "learning_rate", None, "grad_norm")
+    # a DataArray metric without an optimizer dim is drawn in every chain's panel
+    peak = ds["grad_norm"].sel(optimizer="sgd", drop=True).max("step")
+    fig = plots.phase_diagram(ds, "learning_rate", None, peak)
+    expected = peak.median(["seed", "momentum"]).sortby("learning_rate").values
+    for ax in panels(fig):
+        np.testing.assert_allclose(ax.collections[0].get_array().ravel(), expected)
 
 
 def test_trajectory_median_stops_when_half_the_runs_have_exploded():
@@ -233,8 +239,9 @@ def test_trajectory_median_stops_when_half_the_runs_have_exploded():
     fig = plots.trajectories(ds, "grad_norm")
     ax = panels(fig)[0]
     median = ax.get_lines()[0].get_ydata()
-    # values 1, 2, 3, 4: median 2.5 while all alive; from step 6 on two runs are +inf -> no median
-    np.testing.assert_allclose(median[:6], [2.5] * 4 + [2.5, 2.5])
+    # values 1, 2, 3, 4: median 2.5 while all alive, 3 once the run of value 3 counts as +inf
+    # (steps 4, 5); from step 6 two of four runs are +inf: the median is not finite, not drawn
+    np.testing.assert_allclose(median[:6], [2.5] * 4 + [3.0, 3.0])
     assert np.isnan(median[6:]).all()
     marks = ax.get_lines()[1]
     np.testing.assert_array_equal(marks.get_xdata(), [3, 5])  # one × per diverged run
