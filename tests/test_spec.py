@@ -180,7 +180,7 @@ def test_unknown_stage_lists_valid_stages():
 
 
 def test_grid_axis_nothing_reads_lists_what_is_read():
-    with pytest.raises(gl.ConfigError, match="read here: .*learning_rate"):
+    with pytest.raises(gl.ConfigError, match=r"read here: .*learning_rate"):
         gl.SweepSpec(**spec_kwargs(grid={"b1": [0.9]}))
     # ... but an Adam chain reads b1, and a callable chain may read anything.
     gl.SweepSpec(**spec_kwargs(optimizers=("adam",), grid={"b1": [0.9]}))
@@ -193,6 +193,6 @@ def test_data_errors_are_config_errors_before_compiling(tmp_path):
     with pytest.raises(gl.ConfigError, match="x_train"):
         gl.data.from_arrays(x, np.zeros(10, np.int32))
     spec = gl.SweepSpec(**spec_kwargs(batch_size=5000))
-    with pytest.raises(gl.ConfigError, match="^batch_size:"):
+    with pytest.raises(gl.ConfigError, match=r"^batch_size:"):
         gl.run(spec, out=str(tmp_path / "never"), progress=False)
     assert not (tmp_path / "never").exists()

@@ -53,7 +53,7 @@ def test_a_different_spec_is_refused_unless_overwrite(spec, tmp_path):
     out = tmp_path / "run"
     gl.run(spec, out=str(out), progress=False)
     other = spec.replace(steps=7)
-    with pytest.raises(gl.ConfigError, match="^out: .* different sweep"):
+    with pytest.raises(gl.ConfigError, match=r"^out: .* different sweep"):
         gl.run(other, out=str(out), progress=False)
     assert gl.load(out).sizes["step"] == 6  # nothing already written was lost
     ds = gl.run(other, out=str(out), progress=False, overwrite=True)
