@@ -9,7 +9,7 @@ ds = gl.run(spec, out="runs/demo")   # an xarray.Dataset, also saved under runs/
 
 from importlib import metadata as _metadata
 
-from gradlab import data, metrics, models, optim, theory
+from gradlab import curvature, data, metrics, models, optim, theory
 from gradlab.engine import load_data, make_plan, run
 from gradlab.spec import (
     ConfigError,
@@ -23,6 +23,17 @@ from gradlab.spec import (
 )
 from gradlab.store import load
 
+_LAZY = ("analysis", "plots", "report")  # matplotlib/pandas: imported on first use
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f"gradlab.{name}")
+    raise AttributeError(f"module 'gradlab' has no attribute {name!r}")
+
+
 try:
     __version__ = _metadata.version("gradlab")
 except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
@@ -34,6 +45,8 @@ __all__ = [
     "ModelSpec",
     "SweepSpec",
     "__version__",
+    "analysis",
+    "curvature",
     "data",
     "default_spec",
     "from_toml",
@@ -44,6 +57,8 @@ __all__ = [
     "metrics",
     "models",
     "optim",
+    "plots",
+    "report",
     "run",
     "theory",
     "to_toml",

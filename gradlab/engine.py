@@ -31,9 +31,9 @@ import numpy as np
 import optax
 import xarray as xr
 
+from gradlab import curvature, models, optim, store
 from gradlab import data as data_lib
 from gradlab import metrics as M
-from gradlab import models, optim, store
 from gradlab.spec import ConfigError, DataSpec, SweepSpec
 
 __all__ = ["Group", "Plan", "load_data", "make_plan", "run"]
@@ -182,6 +182,16 @@ def _bytes_per_run(spec: SweepSpec, dataset: data_lib.Dataset, logged: int, batc
     return 4 * (8 * n_params + activations + logged * per_step) + 1024
 
 
+CURVATURE_SETS = ("sharpness", "precond_sharpness", "hessian_trace", "per_example")
+CURVATURE_VARIABLES = {
+    "sharpness": ("sharpness", "sharpness_bound"),
+    "precond_sharpness": ("precond_sharpness", "sharpness_bound"),
+    "hessian_trace": ("hessian_trace",),
+    "per_example": ("grad_noise_scale", "grad_snr"),
+}
+HUTCHINSON_PROBES = 10
+
+
 class Carry(NamedTuple):
     """Scan carry of one run."""
 
@@ -190,6 +200,7 @@ class Carry(NamedTuple):
     alive: jax.Array  # not diverged before this step
     diverged_at: jax.Array  # step of divergence, -1 if never
     loss0: jax.Array  # loss at step 0 (reference for the divergence factor)
+    vectors: dict[str, Any]  # warm starts of the Lanczos eigenvectors, by metric set
 
 
 def _tree_where(cond: jax.Array, a: Any, b: Any) -> Any:
@@ -228,6 +239,9 @@ def build_program(
     tolerant = optim.tolerates_nonfinite(chain)
     factor = spec.divergence_factor
     log_every, steps = spec.log_every, plan.steps
+    curvature_sets = [m for m in CURVATURE_SETS if m in spec.metrics]
+    curvature_names = sorted({v for m in curvature_sets for v in CURVATURE_VARIABLES[m]})
+    rule = optim.stability_rule(chain)
 
     def batch_loss(params, zeros, x, y):
         if zeros is None:
@@ -258,6 +272,71 @@ def build_program(
         n = jnp.sum(mask)
         acc = hits / n if classification else jnp.full([], jnp.nan)
         return loss / n, acc
+
+    def measure_curvature(hp, t, params, opt_state, vectors, x, y):
+        """The opt-in curvature metrics of θ_t on the step's batch (all of x when full batch)."""
+
+        def loss_fn(p):
+            return batch_loss(p, None, x, y)[0]
+
+        values, vectors = dict(vectors), dict(vectors)
+        iters = spec.sharpness_iters
+        if "sharpness" in curvature_sets:
+            values["sharpness"], vectors["sharpness"] = curvature.top_hessian_eigenvalue(
+                loss_fn, params, vectors["sharpness"], num_iters=iters
+            )
+        if "precond_sharpness" in curvature_sets:
+            adam = [
+                s
+                for s in jax.tree.leaves(
+                    opt_state, is_leaf=lambda n: isinstance(n, optax.ScaleByAdamState)
+                )
+                if isinstance(s, optax.ScaleByAdamState)
+            ]
+            if adam and isinstance(chain, str):
+                get = lambda name: optim.hparam(chain, name, hp)
+                precond = curvature.adam_preconditioner(
+                    adam[0].nu, adam[0].count, b1=get("b1"), b2=get("b2"), eps=get("eps")
+                )
+                values["precond_sharpness"], vectors["precond_sharpness"] = (
+                    curvature.preconditioned_sharpness(
+                        loss_fn, params, precond, vectors["precond_sharpness"], num_iters=iters
+                    )
+                )
+            else:  # no Adam preconditioner in this chain: nothing to measure
+                values["precond_sharpness"] = jnp.full([], jnp.nan)
+        if "sharpness_bound" in curvature_names:
+            if rule is None:
+                values["sharpness_bound"] = jnp.full([], jnp.nan)
+            else:
+                lr = optim.make_schedule(
+                    spec.schedule,
+                    optim.hparam(chain, "learning_rate", hp),
+                    steps,
+                    spec.warmup_steps,
+                )
+                lr = lr(t) if callable(lr) else lr
+                values["sharpness_bound"] = curvature.stability_threshold(
+                    rule,
+                    lr,
+                    momentum=optim.hparam(chain, "momentum", hp) if rule == "momentum" else 0.9,
+                    b1=optim.hparam(chain, "b1", hp) if rule == "adam" else 0.9,
+                )
+        if "hessian_trace" in curvature_sets:
+            # One probe key per step, shared by all runs (so no random draw is vmapped).
+            key = jax.random.fold_in(jax.random.PRNGKey(spec.data_seed), t)
+            values["hessian_trace"] = curvature.hessian_trace(
+                loss_fn, params, key, num_probes=HUTCHINSON_PROBES
+            )
+        if "per_example" in curvature_sets:
+            per_example = jax.vmap(
+                jax.grad(lambda p, xi, yi: batch_loss(p, None, xi[None], yi[None])[0]),
+                in_axes=(None, 0, 0),
+            )(params, x, y)
+            values["grad_noise_scale"] = curvature.gradient_noise_scale(per_example)
+            values["grad_snr"] = curvature.gradient_snr(per_example)
+        values = {k: jnp.asarray(values[k], jnp.float32) for k in curvature_names}
+        return values, vectors
 
     def init_run(hp):
         """Initial parameters (and the per-seed batch order) of one run: all its randomness."""
@@ -310,11 +389,27 @@ def build_program(
                 alive=alive,
                 diverged_at=jnp.where(carry.alive & bad, t, carry.diverged_at),
                 loss0=loss0,
+                vectors=carry.vectors,
             )
             if not record:
                 return new_carry, None
+            values = {}
+            if curvature_sets:
+                # On its own cadence; t is the same for every run, so this stays a real branch.
+                skip = lambda *_: (
+                    {k: jnp.full([], jnp.nan) for k in curvature_names},
+                    carry.vectors,
+                )
+                values, vectors = jax.lax.cond(
+                    t % spec.sharpness_every == 0,
+                    lambda *_: measure_curvature(hp, t, params, opt_state, carry.vectors, x, y),
+                    skip,
+                )
+                new_carry = new_carry._replace(
+                    vectors=_tree_where(carry.alive, vectors, carry.vectors)
+                )
             if record_all:
-                values = M.step_metrics(
+                values |= M.step_metrics(
                     loss=loss,
                     outputs=out,
                     y=y,
@@ -329,7 +424,7 @@ def build_program(
                     skipped=optim.skipped(opt_state),
                 )
             else:
-                values = {"loss": loss}
+                values["loss"] = loss
             # Measurements of θ_t stand while the run was alive at step t; the update (and the
             # clip/skip flags that describe it) only when it was actually applied.
             applied = ("update_norm", "update_ratio_layer", "clipped", "skipped")
@@ -367,6 +462,7 @@ def build_program(
             jnp.ones([], bool),
             jnp.full([], -1, jnp.int32),
             jnp.zeros([], jnp.float32),
+            {m: jax.tree.map(jnp.zeros_like, params) for m in curvature_sets if "sharp" in m},
         )
         carry, recorded = jax.lax.scan(block, carry, (t_blocks, idx_blocks))
         if steps > n_blocks * log_every:

@@ -21,6 +21,24 @@ L the mean loss over the batch):
 ``clipped``            a clip stage changed the gradient this step
 ``skipped``            ``apply_if_finite`` dropped this step's update
 =====================  ==========================================================================
+
+Opt-in metric sets, measured every ``sharpness_every`` steps (NaN at the other logged steps) on
+the step's batch (the full training set when ``batch_size=None``), by
+:mod:`gradlab.curvature`:
+
+=====================  ==========================================================================
+``sharpness``          λ_max(∇²L(θ_t)), the largest (algebraic) Hessian eigenvalue, by Lanczos
+                       with ``sharpness_iters`` Hessian-vector products, warm-started from the
+                       previous measurement's eigenvector
+``sharpness_bound``    the chain's edge of stability at step t's learning rate η_t: 2/η_t (sgd),
+                       (2+2β)/η_t (momentum), (2+2β1)/(η_t(1−β1)) (adam; the bound on
+                       ``precond_sharpness``); NaN where no closed form is known
+``precond_sharpness``  λ_max(P⁻¹∇²L) with P Adam's preconditioner after step t's update (the one
+                       that produced θ_{t+1}); NaN for chains without Adam
+``hessian_trace``      tr ∇²L by Hutchinson's estimator (10 Rademacher probes, shared by all runs)
+``grad_noise_scale``   B_simple = tr Σ / ‖G‖² from the per-example gradients (McCandlish et al.)
+``grad_snr``           mean over parameters of ḡ²/s² (per-example gradient signal-to-noise)
+=====================  ==========================================================================
 """
 
 from __future__ import annotations

@@ -273,6 +273,28 @@ def skipped(opt_state: Any) -> jax.Array:
     return jnp.any(jnp.stack(flags)) if flags else jnp.zeros([], bool)
 
 
+# The linear-stability rule of each optimizer stage (gradlab.curvature.stability_threshold).
+_STABILITY_RULES = {"sgd": "sgd", "momentum": "momentum", "adam": "adam"}
+
+
+def stability_rule(chain: str | ChainFactory) -> str | None:
+    """Which edge-of-stability bound governs a chain: ``"sgd"``, ``"momentum"``, ``"adam"``.
+
+    The chain's optimizer stage decides (clip stages leave the linearised dynamics below the
+    threshold unchanged). ``None`` where no closed form is known (nesterov, adamw, rmsprop,
+    adagrad, callables).
+    """
+    if not isinstance(chain, str):
+        return None
+    stages = [s for s in _stages(chain) if STAGES[s].kind == "optimizer"]
+    return _STABILITY_RULES.get(stages[0]) if len(stages) == 1 else None
+
+
+def hparam(chain: str, name: str, hparams: Mapping[str, Any]) -> Any:
+    """The value a chain uses for ``name``: the grid's, else the first stage default."""
+    return hparams[name] if name in hparams else chain_hparams(chain)[name]
+
+
 def tolerates_nonfinite(chain: str | ChainFactory) -> bool:
     """True for chains that skip non-finite gradients (``apply_if_finite``) instead of dying."""
     return isinstance(chain, str) and "apply_if_finite" in _stages(chain)

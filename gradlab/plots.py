@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.patheffects import withStroke
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, NullLocator
 
 from gradlab import analysis
 
@@ -243,12 +243,19 @@ def _suptitle(fig: Figure, title: str, subtitle: str) -> None:
 
 
 def _tidy_log(ax: Axes, which: str = "y") -> None:
-    """Log-axis ticks: decades over wide ranges, 1-2-5 steps (plain numbers) over narrow ones."""
+    """Log-axis ticks: decades over wide ranges, 1-2-5 steps or plain steps over narrow ones.
+
+    Horizontal axes switch to decades sooner (at one decade, not two): their labels collide first.
+    """
     axis = ax.yaxis if which == "y" else ax.xaxis
     lo, hi = ax.get_ylim() if which == "y" else ax.get_xlim()
-    if 0 < lo and hi / lo <= 100:
+    plain = FuncFormatter(lambda v, _: f"{v:.3g}")
+    if 0 < lo and hi / lo < 3:
+        axis.set_major_locator(MaxNLocator(4))
+        axis.set_major_formatter(plain)
+    elif 0 < lo and hi / lo <= (100 if which == "y" else 10):
         axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+        axis.set_major_formatter(plain)
     axis.set_minor_formatter(NullFormatter())
 
 
@@ -882,11 +889,12 @@ def comparison_bars(ds: xr.Dataset) -> Figure:
     colors = [OKABE_ITO[i % len(OKABE_ITO)] for i in range(len(chains))]
     for ax, (col, title, log) in zip(axes, shown, strict=False):
         vals = df[col].to_numpy(float)
-        ok = np.isfinite(vals) & ((vals > 0) if log else True)
+        ok = np.isfinite(vals)
+        pos = vals[ok & (vals > 0)]
+        log = log and pos.size == ok.sum() and pos.size > 0 and pos.max() / pos.min() > 10
         if log:  # bar lengths mean nothing on a log scale: dots
             ax.scatter(vals[ok], ypos[ok], c=np.asarray(colors)[ok], s=60, zorder=3)
             ax.set_xscale("log")
-            _tidy_log(ax, "x")
         else:
             ax.barh(ypos[ok], vals[ok], color=np.asarray(colors)[ok], height=0.65)
         for i in np.flatnonzero(~ok):
@@ -899,6 +907,8 @@ def comparison_bars(ds: xr.Dataset) -> Figure:
         ax.set_title(title, fontsize=9)
         ax.margins(x=0.25)
         ax.grid(axis="x", alpha=0.3)
+        if log:
+            _tidy_log(ax, "x")
     for ax in list(axes)[len(shown) :]:
         fig.delaxes(ax)
     fig.axes[0].set_yticks(ypos, chains)

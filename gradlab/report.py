@@ -33,7 +33,7 @@ h1 { font-size: 1.6rem; margin-bottom: 0.2rem; } h2 { margin-top: 2.2rem; font-s
 table { border-collapse: collapse; font-size: 0.88rem; margin: 0.6rem 0; }
 th, td { border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: right; }
 th { background: #e8eef5; } td:first-child, th:first-child { text-align: left; }
-table.grid td:last-child { text-align: left; }
+table.grid td:last-child, table.grid th:last-child { text-align: left; }
 figure { margin: 1.5rem 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #444; font-size: 0.9rem; max-width: 60rem; }
 pre { background: #f6f8fa; padding: 0.8rem; overflow-x: auto; font-size: 0.85rem; }
