@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from statistics import NormalDist
 from typing import Any
 
@@ -33,21 +33,29 @@ import xarray as xr
 __all__ = [
     "TABLE_COLUMNS",
     "alive",
+    "best_learning_rate",
     "chi1_profile",
     "compare_optimizers",
+    "concat_sweeps",
     "critical_init_scale",
     "divergence_rate",
+    "edge_of_stability",
     "empirical_chi1",
+    "fire_rate",
     "format_table",
     "grid_axes",
     "markdown_table",
     "max_stable_lr",
     "performance_profile",
+    "power_law_exponent",
     "predicted_lr_boundary",
     "profile_score",
+    "relative_cost",
     "stable_lr_range",
     "survival",
     "time_to_explode",
+    "trainable_depth",
+    "typical_grad_norm",
     "wilson_interval",
 ]
 
@@ -763,3 +771,401 @@ def critical_init_scale(
     sb = np.asarray(bias_std, dtype=float).ravel()
     sw = np.sqrt([critical_sigma_w2(float(b) ** 2) for b in sb])
     return xr.DataArray(sw, dims="bias_std", coords={"bias_std": sb}, name="init_scale")
+
+
+# ---------------------------------------------------------------------------------------------
+# Studies across sweeps, interventions and regimes (used by the research notebooks)
+
+
+def concat_sweeps(results: Mapping[Any, xr.Dataset], dim: str) -> xr.Dataset:
+    """Join sweeps that differ in a model field the grid cannot hold (depth, width) on a new axis.
+
+    ``hidden`` is part of the compiled program and not a grid axis, so a study over depth runs
+    one sweep per depth; this stacks them as if ``dim`` had been a grid axis, placed right after
+    ``optimizer``. Per-layer variables of shallower models are padded with NaN (as the engine
+    pads models of unequal depth), so :func:`empirical_chi1` and the plots keep working.
+
+    Args:
+      results: axis value -> result Dataset, e.g. ``{10: ds10, 20: ds20}``; every Dataset must
+        have the same chains and grid axes.
+      dim: name of the new axis (must not be a dim already).
+
+    Returns:
+      One Dataset with ``dim`` among its grid axes. Its ``spec`` attr holds each sweep's spec
+      under a ``# <dim> = <value>`` line; ``wall_time_s`` and ``compile_time_s`` are summed.
+
+    Raises:
+      ValueError: no results, ``dim`` already a dim, or the sweeps' chains or grid axes differ.
+
+    Example:
+      >>> ds = concat_sweeps({d: gl.run(spec_of(d)) for d in (10, 20)}, "depth")  # doctest: +SKIP
+      >>> grid_axes(ds)  # doctest: +SKIP
+      ('depth', 'seed', 'init_scale')
+    """
+    if not results:
+        raise ValueError("concat_sweeps needs at least one result Dataset")
+    items = list(results.items())
+    first = items[0][1]
+    for value, ds in items:
+        if dim in ds.dims:
+            raise ValueError(f"{dim!r} is already a dim of the sweep at {value!r}")
+        if grid_axes(ds) != grid_axes(first):
+            raise ValueError(
+                f"grid axes differ: {list(grid_axes(ds))} at {value!r}, "
+                f"{list(grid_axes(first))} at {items[0][0]!r}"
+            )
+        if list(ds["optimizer"].values) != list(first["optimizer"].values):
+            raise ValueError(f"optimizer chains differ at {value!r}")
+    parts = [ds.drop_attrs().expand_dims({dim: [value]}) for value, ds in items]
+    out = xr.concat(parts, dim=dim, join="outer", combine_attrs="drop")
+    out = out.transpose("optimizer", dim, ...)
+    for name in ("diverged", "diverged_at"):
+        out[name] = out[name].astype(first[name].dtype)
+    if "clipped" in first and out["clipped"].dtype != bool:
+        out["clipped"] = out["clipped"].fillna(False).astype(bool)
+    specs = "".join(f"# {dim} = {value}\n{ds.attrs.get('spec', '')}" for value, ds in items)
+    out.attrs = {k: v for k, v in first.attrs.items() if k not in ("spec",)}
+    out.attrs["spec"] = specs
+    for key in ("wall_time_s", "compile_time_s"):
+        if all(key in ds.attrs for _, ds in items):
+            out.attrs[key] = float(sum(ds.attrs[key] for _, ds in items))
+    return out
+
+
+def _higher_is_better(metric: str) -> bool:
+    return "accuracy" in metric
+
+
+def _run_cost(ds: xr.Dataset, metric: str) -> xr.DataArray:
+    """A per-run cost, lower is better, with diverged runs at +∞ (accuracies are negated)."""
+    if metric not in ds:
+        raise ValueError(f"no variable {metric!r} in the Dataset")
+    if "step" in ds[metric].dims:
+        raise ValueError(f"{metric!r} is a per-step variable; this needs one value per run")
+    value = ds[metric].astype(float)
+    if _higher_is_better(metric):
+        value = -value
+    return value.where(~ds["diverged"].astype(bool), np.inf)
+
+
+def best_learning_rate(
+    ds: xr.Dataset, metric: str = "final_loss", over: Axes = SEED, lr: str = LR
+) -> xr.DataArray:
+    r"""The grid learning rate with the best median result: the "suitable learning rate".
+
+    A diverged run counts as the worst possible result (+∞ loss, −∞ accuracy), so a learning
+    rate at which most seeds explode cannot win on the survivors alone:
+
+    .. math:: \eta^\dagger = \arg\min_\eta \operatorname{median}_{a \in \texttt{over}}
+       c(\eta, a), \qquad c = \text{metric, or } +\infty \text{ if the run diverged}
+
+    (accuracies are maximised). Compare it with :func:`max_stable_lr`: the best learning rate
+    usually sits just below the divergence boundary.
+
+    Args:
+      ds: a result Dataset with ``lr`` among its grid axes.
+      metric: a per-run variable (``final_loss``, ``test_loss``, ``test_accuracy``, ...).
+      over: grid axes to take the median over (default the seeds).
+      lr: name of the learning-rate axis.
+
+    Returns:
+      A DataArray over ``optimizer`` and the grid axes not in ``over`` (nor ``lr``); NaN where
+      every learning rate has a median run that diverged.
+
+    Example:
+      >>> best_learning_rate(ds).to_pandas()  # doctest: +SKIP
+    """
+    if lr not in grid_axes(ds):
+        raise ValueError(f"{lr!r} is not a grid axis of this sweep; grid axes: {grid_axes(ds)}")
+    dims = _axes(ds, over)
+    if lr in dims:
+        raise ValueError(f"{lr!r} cannot be pooled over; it is the axis being searched")
+    with _quiet():
+        cost = _run_cost(ds, metric).median(dims) if dims else _run_cost(ds, metric)
+    finite = np.isfinite(cost)
+    best = cost.where(finite, np.inf).argmin(lr)
+    out = ds[lr].astype(float).isel({lr: best}).drop_vars(lr).where(finite.any(lr))
+    return _canonical(out, ds).rename("best_learning_rate")
+
+
+def fire_rate(ds: xr.Dataset, var: str = "clipped", over: Axes = SEED) -> xr.DataArray:
+    r"""How often an intervention fired: the fraction of alive logged steps where ``var`` is set.
+
+    .. math:: f = \frac{\sum_{r, s} \mathrm{alive}(r, s)\,[\texttt{var}(r, s)]}
+       {\sum_{r, s} \mathrm{alive}(r, s)}
+
+    with the sums over the logged steps and the runs pooled by ``over``. ``clipped``: a clip
+    stage changed the gradient; ``skipped``: ``apply_if_finite`` dropped the update.
+
+    Args:
+      ds: a result Dataset.
+      var: a boolean per-step variable (``"clipped"`` or ``"skipped"``).
+      over: grid axes to pool (default the seeds); ``None`` gives one rate per run.
+
+    Returns:
+      A DataArray in [0, 1] over ``optimizer`` and the grid axes not pooled.
+
+    Example:
+      >>> fire_rate(ds, "clipped", over=["seed", "init_scale"]).to_pandas()  # doctest: +SKIP
+    """
+    if var not in ds or "step" not in ds[var].dims:
+        raise ValueError(f"{var!r} is not a per-step variable of the Dataset")
+    live = alive(ds)
+    fired = ds[var].astype(bool) & live
+    dims = [*_axes(ds, over), "step"]
+    with _quiet():
+        return (fired.sum(dims) / live.sum(dims)).rename(f"{var}_rate")
+
+
+def typical_grad_norm(
+    ds: xr.Dataset,
+    statistic: str | float = "mean",
+    over: Axes = SEED,
+    var: str = "grad_norm",
+) -> xr.DataArray:
+    r"""A statistic of the raw gradient norm over training, for runs that never diverged.
+
+    Pascanu et al. (2013, section 3.2) set the global-norm clipping threshold from "statistics
+    on the average norm over a sufficiently large number of updates" of unclipped training; this
+    is that statistic:
+
+    .. math:: c = \operatorname{stat}\{\|g_t\|_2 : t \text{ logged}, \text{run not diverged}\}
+
+    pooled over the logged steps and the runs of ``over``.
+
+    Args:
+      ds: a result Dataset with ``grad_norm``.
+      statistic: ``"mean"``, ``"median"``, or a quantile in [0, 1] (e.g. 0.9).
+      over: grid axes to pool with the steps (default the seeds).
+      var: the per-step variable (default ``grad_norm``).
+
+    Returns:
+      A DataArray over ``optimizer`` and the grid axes not pooled; NaN where every run diverged.
+
+    Example:
+      >>> typical_grad_norm(ds.sel(optimizer="sgd"), "median")  # doctest: +SKIP
+
+    References:
+      Pascanu, Mikolov & Bengio, *On the difficulty of training recurrent neural networks*,
+      ICML 2013.
+    """
+    if var not in ds:
+        raise ValueError(f"no variable {var!r} in the Dataset")
+    g = ds[var].where(~ds["diverged"].astype(bool))
+    g = g.where(np.isfinite(g))
+    dims = [*_axes(ds, over), "step"]
+    with _quiet():
+        if statistic == "mean":
+            out = g.mean(dims)
+        elif statistic == "median":
+            out = g.median(dims)
+        elif isinstance(statistic, float | int) and 0 <= statistic <= 1:
+            out = g.quantile(float(statistic), dims).drop_vars("quantile")
+        else:
+            raise ValueError(f"statistic must be 'mean', 'median' or a quantile, got {statistic!r}")
+    return out.rename(f"{var}_{statistic}")
+
+
+def relative_cost(
+    ds: xr.Dataset, baseline: str, metric: str = "final_loss", over: Axes = SEED
+) -> xr.DataArray:
+    r"""The price of a chain: its median result relative to a baseline chain at the same point.
+
+    .. math:: \rho(\text{chain}, p) = \frac{\operatorname{median}_{a \in \texttt{over}}
+       m(\text{chain}, p, a)}{\operatorname{median}_{a \in \texttt{over}} m(\text{baseline}, p, a)}
+
+    medians over the runs that did not diverge, at each grid point p. For losses ρ > 1 means the
+    chain ends worse than the baseline (the price of, e.g., clipping), ρ < 1 better; NaN where
+    either chain has no surviving run.
+
+    Args:
+      ds: a result Dataset.
+      baseline: the chain to compare against (a value of ``optimizer``).
+      metric: a per-run variable.
+      over: grid axes to take the medians over (default the seeds).
+
+    Returns:
+      A DataArray over ``optimizer`` and the grid axes not in ``over`` (1 for the baseline where
+      it survived).
+
+    Example:
+      >>> relative_cost(ds, "sgd").median("learning_rate")  # doctest: +SKIP
+    """
+    if baseline not in ds["optimizer"].values:
+        raise ValueError(f"baseline {baseline!r} is not a chain of the Dataset")
+    if metric not in ds or "step" in ds[metric].dims:
+        raise ValueError(f"{metric!r} is not a per-run variable of the Dataset")
+    dims = _axes(ds, over)
+    with _quiet():
+        m = _masked_runs(ds, metric).astype(float)
+        m = m.median(dims) if dims else m
+        ratio = m / m.sel(optimizer=baseline, drop=True)
+    return _canonical(ratio, ds).rename(f"{metric}_ratio")
+
+
+def power_law_exponent(da: xr.DataArray, dim: str) -> xr.DataArray:
+    r"""Least-squares slope of ``log |y|`` against ``log x`` along ``dim``: y ∝ x^k.
+
+    .. math:: k = \frac{\sum_i (u_i - \bar u)(v_i - \bar v)}{\sum_i (u_i - \bar u)^2},
+       \quad u = \log x, \; v = \log |y|
+
+    Non-finite or zero values are left out; NaN where fewer than two points remain. E.g. the
+    gradient norm at initialisation against the init scale σ_w grows as σ_w^k, with k the
+    number of weight matrices the gradient passes through.
+
+    Args:
+      da: values with a positive numeric coordinate ``dim``.
+      dim: the axis to fit along.
+
+    Returns:
+      The exponent k, over the other dims of ``da``.
+
+    Example:
+      >>> x = xr.DataArray([1.0, 2.0, 4.0], dims="s", coords={"s": [1.0, 2.0, 4.0]})
+      >>> float(power_law_exponent(x**3, "s"))
+      3.0
+    """
+    x = np.log(da[dim].astype(float))
+    with _quiet():
+        y = np.log(np.abs(da.astype(float)))
+        ok = np.isfinite(y) & np.isfinite(x)
+        u, v = x.where(ok), y.where(ok)
+        du, dv = u - u.mean(dim), v - v.mean(dim)
+        slope = (du * dv).sum(dim) / (du**2).sum(dim)
+    return slope.where(ok.sum(dim) >= 2).rename("exponent")
+
+
+def trainable_depth(
+    ds: xr.Dataset,
+    dim: str = "depth",
+    metric: str = "test_accuracy",
+    threshold: float = 0.5,
+    over: Axes = SEED,
+) -> xr.DataArray:
+    r"""The largest value of ``dim`` (depth) at which the median run still trains.
+
+    A run *trains* when its ``metric`` passes ``threshold`` (at least, for accuracies; at most,
+    for losses); a diverged run does not train. Over the runs pooled by ``over``:
+
+    .. math:: L_{\max} = \max\{L : \operatorname{median}_{a} [\text{run}(L, a) \text{ trains}]\}
+
+    Schoenholz et al. (2017) find :math:`L_{\max} \approx 6\,\xi_c` (see
+    :func:`gradlab.theory.depth_scales`). Works for any ordered axis, typically one joined by
+    :func:`concat_sweeps`.
+
+    Args:
+      ds: a result Dataset with ``dim`` among its grid axes.
+      dim: the depth axis.
+      metric: a per-run variable.
+      threshold: the pass mark (e.g. 0.5 test accuracy: well above chance for 10 classes).
+      over: grid axes to take the median over (default the seeds).
+
+    Returns:
+      A DataArray over ``optimizer`` and the grid axes other than ``dim`` and ``over``; NaN where
+      no depth trains.
+
+    Example:
+      >>> trainable_depth(ds, threshold=0.5).sel(optimizer="sgd")  # doctest: +SKIP
+
+    References:
+      Schoenholz et al., *Deep Information Propagation*, ICLR 2017 (section 6).
+    """
+    if dim not in grid_axes(ds):
+        raise ValueError(f"{dim!r} is not a grid axis; grid axes: {list(grid_axes(ds))}")
+    dims = _axes(ds, over)
+    if dim in dims:
+        raise ValueError(f"{dim!r} cannot be pooled over; it is the axis being searched")
+    cost = _run_cost(ds, metric)
+    limit = -threshold if _higher_is_better(metric) else threshold
+    passes = (cost <= limit).astype(float)
+    with _quiet():
+        share = passes.mean(dims) if dims else passes
+    depth = ds[dim].astype(float).where(share >= 0.5)
+    with _quiet():
+        return depth.max(dim).rename(f"trainable_{dim}")
+
+
+def edge_of_stability(
+    ds: xr.Dataset,
+    var: str = "sharpness",
+    reach: float = 0.9,
+    start: int = 0,
+) -> xr.Dataset:
+    r"""Does the sharpness rise to its stability bound and stay there? One summary per run.
+
+    With :math:`r_t = \lambda_t / b_t` the measured (preconditioned) sharpness over its bound
+    (``sharpness_bound``: 2/η for GD, 38/η for Adam at β1 = 0.9) at the steps where it was
+    computed and the run was alive:
+
+    - ``initial``: λ at the first computed step, and ``initial_ratio`` = r there;
+    - ``reached_at``: the first computed step ≥ ``start`` with :math:`r_t \ge` ``reach``
+      (NaN: never; progressive sharpening had not got there);
+    - ``ratio``, ``ratio_lo``, ``ratio_hi``: median and inter-quartile range of :math:`r_t` from
+      ``reached_at`` on: how closely the sharpness hovers at the bound (1 = exactly at it;
+      Cohen et al. 2021 report it hovering at or just above 2/η);
+    - ``peak_ratio``: the largest :math:`r_t` after ``start``.
+
+    Args:
+      ds: a result Dataset with ``var`` and ``sharpness_bound``.
+      var: ``"sharpness"`` or ``"precond_sharpness"``.
+      reach: fraction of the bound that counts as having reached it.
+      start: ignore measurements before this step (e.g. Adam's first step, whose
+        preconditioner is built from a single gradient).
+
+    Returns:
+      A Dataset over ``optimizer`` and the grid axes.
+
+    Example:
+      >>> edge_of_stability(ds).ratio.to_pandas()  # doctest: +SKIP
+
+    References:
+      Cohen et al., *Gradient Descent on Neural Networks Typically Occurs at the Edge of
+      Stability*, ICLR 2021. Cohen et al., *Adaptive Gradient Methods at the Edge of
+      Stability*, 2022.
+    """
+    for name in (var, "sharpness_bound"):
+        if name not in ds:
+            raise ValueError(f"no {name!r} in the Dataset; add {var!r} to the sweep's metrics")
+    live = alive(ds)
+    lam = _canonical(ds[var].where(live), ds)
+    ratio = lam / _canonical(ds["sharpness_bound"].where(live), ds)
+    steps = ds["step"].values
+    lead = lam.dims[:-1]
+    lam_v = lam.values.reshape(-1, len(steps))
+    r_v = ratio.values.reshape(-1, len(steps))
+    names = (
+        "initial",
+        "initial_ratio",
+        "reached_at",
+        "ratio",
+        "ratio_lo",
+        "ratio_hi",
+        "peak_ratio",
+    )
+    out = {n: np.full(lam_v.shape[0], np.nan) for n in names}
+    late = steps >= start
+    with _quiet():
+        for i in range(lam_v.shape[0]):
+            ok = np.isfinite(r_v[i])
+            if not ok.any():
+                continue
+            first = int(np.argmax(ok))
+            out["initial"][i], out["initial_ratio"][i] = lam_v[i, first], r_v[i, first]
+            cand = ok & late
+            if cand.any():
+                out["peak_ratio"][i] = np.max(r_v[i, cand])
+            hit = cand & (r_v[i] >= reach)
+            if hit.any():
+                k = int(np.argmax(hit))
+                out["reached_at"][i] = steps[k]
+                after = r_v[i, k:][ok[k:]]
+                out["ratio_lo"][i], out["ratio"][i], out["ratio_hi"][i] = np.quantile(
+                    after, [0.25, 0.5, 0.75]
+                )
+    coords = {d: lam[d] for d in lead}
+    shape = [lam.sizes[d] for d in lead]
+    return xr.Dataset(
+        {n: (lead, v.reshape(shape)) for n, v in out.items()},
+        coords=coords,
+        attrs={"var": var, "reach": reach, "start": start},
+    )

@@ -37,6 +37,27 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--overwrite", action="store_true", help="replace a run directory of another sweep"
     )
+    run.add_argument(
+        "--memory-budget",
+        type=_bytes,
+        help="bytes one chunk may use, e.g. 4GiB (picks the chunk size; default 2GiB)",
+    )
+    run.add_argument(
+        "--devices",
+        type=int,
+        help="on CPU: expose this many XLA devices (cores) and shard each chunk over them",
+    )
+    distributed = run.add_argument_group(
+        "multi-host (jax.distributed)",
+        "Run one process per host; each trains its share of the chunks into the shared --out "
+        "directory. --distributed alone auto-detects SLURM, Open MPI and TPU pod slices.",
+    )
+    distributed.add_argument(
+        "--distributed", action="store_true", help="join a jax.distributed job"
+    )
+    distributed.add_argument("--coordinator", help="address:port of process 0")
+    distributed.add_argument("--num-processes", type=int, help="number of processes")
+    distributed.add_argument("--process-id", type=int, help="this process's index")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--no-report", action="store_true", help="do not write the HTML report")
 
@@ -64,6 +85,49 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _bytes(text: str) -> int:
+    units = {
+        "": 1,
+        "b": 1,
+        "kib": 2**10,
+        "mib": 2**20,
+        "gib": 2**30,
+        "kb": 10**3,
+        "mb": 10**6,
+        "gb": 10**9,
+    }
+    number = text.strip().lower().rstrip("ibgmk")
+    unit = text.strip().lower()[len(number) :]
+    try:
+        value = float(number) * units[unit]
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 512MiB, 4GiB)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return int(value)
+
+
+def _setup_jax(args: argparse.Namespace) -> None:
+    """Device count, multi-process runtime and compilation cache, before JAX starts."""
+    import jax
+
+    from gradlab.data import data_dir
+
+    if args.devices is not None:
+        if args.devices <= 0:
+            raise ConfigError(f"--devices: must be a positive integer, got {args.devices}")
+        jax.config.update("jax_num_cpu_devices", args.devices)
+    if args.distributed or args.coordinator or args.num_processes or args.process_id is not None:
+        jax.distributed.initialize(
+            coordinator_address=args.coordinator,
+            num_processes=args.num_processes,
+            process_id=args.process_id,
+        )
+    # Compiled programs persist across invocations: a re-run skips most compilation.
+    jax.config.update("jax_compilation_cache_dir", str(data_dir() / "jax-cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
 def _fast(spec: SweepSpec) -> SweepSpec:
     return spec.shrunk() if os.environ.get("GRADLAB_FAST") == "1" else spec
 
@@ -72,6 +136,7 @@ def _run(args: argparse.Namespace) -> int:
     import gradlab as gl
     from gradlab import analysis
 
+    _setup_jax(args)
     if args.config:
         spec = gl.load_toml(args.config)
         out = args.out or str(Path("runs") / Path(args.config).stem)
@@ -81,13 +146,19 @@ def _run(args: argparse.Namespace) -> int:
     spec = _fast(spec)
     if args.chunk_size is not None and args.chunk_size <= 0:
         raise ConfigError(f"--chunk-size: must be a positive integer, got {args.chunk_size}")
+    kwargs = {"memory_budget": args.memory_budget} if args.memory_budget else {}
     ds = gl.run(
         spec,
         out=out,
         chunk_size=args.chunk_size,
         progress=not args.no_progress,
         overwrite=args.overwrite,
+        **kwargs,
     )
+    import jax
+
+    if jax.process_index() > 0:  # process 0 prints and writes the report
+        return 0
     table = analysis.compare_optimizers(ds)
     print(analysis.format_table(table))
     print(

@@ -127,8 +127,11 @@ def make_plan(
     dataset: data_lib.Dataset,
     chunk_size: int | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    num_devices: int = 1,
 ) -> Plan:
     """Lay out the sweep: groups, the flat table of traced runs, steps and chunking.
+
+    The chunk size is a multiple of ``num_devices`` (each device gets an equal slice).
 
     Raises:
       ConfigError: a field is inconsistent with the data (e.g. batch larger than the data set).
@@ -164,8 +167,15 @@ def make_plan(
     num_runs = len(grid_points)
     if chunk_size is None:
         per_run = _bytes_per_run(spec, dataset, len(logged), batch or n_train)
-        chunk_size = max(1, min(num_runs, 4096, memory_budget // per_run))
-    return Plan(spec, groups, runs, steps, steps_per_epoch, logged, min(chunk_size, num_runs))
+        chunk_size = max(1, min(num_runs, 4096 * num_devices, memory_budget // per_run))
+        if per_run > memory_budget:
+            raise ConfigError(
+                f"memory_budget: one run needs about {per_run / 2**20:.0f} MiB, more than the "
+                f"budget of {memory_budget / 2**20:.0f} MiB; raise it or log less often"
+            )
+    chunk_size = min(chunk_size, num_runs)
+    chunk_size = math.ceil(chunk_size / num_devices) * num_devices
+    return Plan(spec, groups, runs, steps, steps_per_epoch, logged, chunk_size)
 
 
 def _bytes_per_run(spec: SweepSpec, dataset: data_lib.Dataset, logged: int, batch: int) -> int:
@@ -375,7 +385,6 @@ def build_program(
             )(params, zeros if with_signals else None, x, y)
             grads, signal_grads = grads if with_signals else (grads, {})
             updates, opt_state = tx.update(grads, carry.opt_state, params)
-            new_params = optax.apply_updates(params, updates)
             loss0 = jnp.where(t == 0, loss, carry.loss0)
             bad = loss > factor * loss0
             if tolerant:
@@ -383,9 +392,15 @@ def build_program(
             else:
                 bad |= ~jnp.isfinite(loss) | ~M.tree_all_finite(grads)
             alive = carry.alive & ~bad
+            # Freezing masks the update, not the state: θ_{t+1} = θ_t + [alive]·u_t selects
+            # inside the fused update loop (a select on the carried parameters would cost a
+            # copy of them every step). A dead run's optimizer state is never read again.
+            new_params = jax.tree.map(
+                lambda p, u: p + jnp.where(alive, u, jnp.zeros_like(u)), params, updates
+            )
             new_carry = Carry(
-                params=_tree_where(alive, new_params, params),
-                opt_state=_tree_where(alive, opt_state, carry.opt_state),
+                params=new_params,
+                opt_state=opt_state,
                 alive=alive,
                 diverged_at=jnp.where(carry.alive & bad, t, carry.diverged_at),
                 loss0=loss0,
@@ -549,8 +564,17 @@ def run(
     progress: bool = True,
     overwrite: bool = False,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    devices: list[Any] | None = None,
 ) -> xr.Dataset:
     """Train every run of ``spec`` and return the labelled results.
+
+    Each chunk's runs are split evenly over ``devices`` (all local devices by default) with
+    ``shard_map``: every device trains its slice with the same compiled program, so the results
+    are those of one device. On CPU, expose the cores as devices with
+    ``jax.config.update("jax_num_cpu_devices", n)`` before JAX starts (``gradlab run --devices``).
+    Under ``jax.distributed`` (several processes, e.g. one per host), each process trains every
+    ``process_count``-th chunk on its local devices and writes it to ``out`` (which must be on a
+    filesystem all processes share); every process then returns the assembled Dataset.
 
     Args:
       spec: the sweep.
@@ -561,6 +585,7 @@ def run(
       progress: show a progress bar (on stderr).
       overwrite: replace a run directory that holds a different spec.
       memory_budget: bytes one chunk may use when ``chunk_size`` is not given.
+      devices: the local devices to shard each chunk over (default: ``jax.local_devices()``).
 
     Returns:
       An ``xarray.Dataset`` with dims ``optimizer``, every grid axis, ``step`` and ``layer``
@@ -572,19 +597,29 @@ def run(
     if not isinstance(spec, SweepSpec):
         raise ConfigError(f"spec: expected a gradlab.SweepSpec, got {type(spec).__name__}")
     start = time.perf_counter()
+    devices = list(devices) if devices else jax.local_devices()
+    process, processes = jax.process_index(), jax.process_count()
+    if processes > 1 and out is None:
+        raise ConfigError("out: a multi-process sweep needs a run directory on a shared filesystem")
     dataset = load_data(spec.data)
     if out is not None and chunk_size is None:  # resume with the chunking already on disk
         stored = store.RunDir.stored_layout(out)
         if stored is not None and stored.fingerprint == spec.fingerprint():
             chunk_size = stored.chunk_size
-    plan = make_plan(spec, dataset, chunk_size, memory_budget)
+    plan = make_plan(spec, dataset, chunk_size, memory_budget, len(devices))
     layout = None
     programs = []
     for group in plan.groups:
         program, num_layers = build_program(spec, group, plan, dataset)
         programs.append(program)
         layout = layout or store.Layout.from_plan(plan, num_layers)
-    run_dir = store.RunDir.open(out, spec, layout, overwrite=overwrite) if out else None
+    run_dir = None
+    if out:
+        if process == 0:  # one process validates (and maybe clears) the directory, then the rest
+            run_dir = store.RunDir.open(out, spec, layout, overwrite=overwrite)
+        _barrier("gradlab-open")
+        if process > 0:
+            run_dir = store.RunDir.open(out, spec, layout)
 
     order = None
     if spec.batch_order == "shared":
@@ -604,7 +639,10 @@ def run(
     results: dict[tuple[int, int], dict[str, np.ndarray]] = {}
     compile_time = 0.0
     for g, (group, chunk_program) in enumerate(zip(plan.groups, programs, strict=True)):
-        todo = [c for c in range(plan.num_chunks) if not (run_dir and run_dir.has_chunk(g, c))]
+        mine = [
+            c for c in range(plan.num_chunks) if (g * plan.num_chunks + c) % processes == process
+        ]
+        todo = [c for c in mine if not (run_dir and run_dir.has_chunk(g, c))]
         bar.update(sum(_chunk_len(plan, c) for c in range(plan.num_chunks) if c not in todo))
         if not todo:
             continue
@@ -620,7 +658,7 @@ def run(
         if program is None:
             bar.set_description(f"compiling {group.label}")
             t0 = time.perf_counter()
-            program = jax.jit(chunk_program).lower(hp0, *args).compile()
+            program = _compile(chunk_program, devices, hp0, args)
             compile_time += time.perf_counter() - t0
             _remember(key, program)
         bar.set_description(group.label)
@@ -635,15 +673,47 @@ def run(
                 results[(g, c)] = outputs
             bar.update(n)
     bar.close()
+    _barrier("gradlab-chunks-done")
 
     attrs = {
-        "devices": 1,
+        "devices": len(devices) * processes,
         "wall_time_s": time.perf_counter() - start,
         "compile_time_s": compile_time,
     }
     if run_dir:
-        return run_dir.finish(attrs)
+        return run_dir.finish(attrs) if process == 0 else run_dir.assemble(attrs)
     return store.assemble(layout, results, spec, attrs)
+
+
+def _compile(chunk_program: Callable[..., Any], devices: list[Any], hp0: Any, args: list[Any]):
+    """Compile a chunk program for ``devices``: plain ``jit`` on one, ``shard_map`` on several.
+
+    With several devices the run axis (axis 0 of every hyperparameter and every output) is
+    split into one contiguous slice per device; data arguments are replicated.
+    """
+    if len(devices) == 1:
+        with jax.default_device(devices[0]):
+            return jax.jit(chunk_program).lower(hp0, *args).compile()
+    mesh = jax.sharding.Mesh(np.asarray(devices), ("runs",))
+    runs, replicated = jax.sharding.PartitionSpec("runs"), jax.sharding.PartitionSpec()
+    in_specs = (runs, *([replicated] * len(args)))
+    try:  # jax >= 0.6
+        sharded = jax.shard_map(
+            chunk_program, mesh=mesh, in_specs=in_specs, out_specs=runs, check_vma=False
+        )
+    except (AttributeError, TypeError):
+        from jax.experimental.shard_map import shard_map
+
+        sharded = shard_map(chunk_program, mesh, in_specs, runs, check_rep=False)
+    return jax.jit(sharded).lower(hp0, *args).compile()
+
+
+def _barrier(name: str) -> None:
+    """Wait until every process of a ``jax.distributed`` job reaches this point."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 # Compiled programs by everything that shapes them (spec without grid values, group, argument

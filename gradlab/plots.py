@@ -39,6 +39,7 @@ __all__ = [
     "comparison_bars",
     "divergence_curve",
     "layer_profile",
+    "mean_field_diagram",
     "optimizer_table",
     "performance_profiles",
     "phase_diagram",
@@ -79,6 +80,7 @@ VAR_LABELS = {
     "grad_max_abs": r"largest gradient entry $\|g\|_\infty$",
     "update_norm": r"update norm $\|\Delta\theta\|_2$",
     "sharpness": r"sharpness $\lambda_{\max}$",
+    "precond_sharpness": r"preconditioned sharpness $\lambda_{\max}(P^{-1}H)$",
     "grad_norm_layer": r"layer gradient norm $\|\partial L/\partial W_l\|$",
     "param_norm_layer": r"layer weight norm $\|W_l\|$",
     "update_ratio_layer": r"update ratio $\|\Delta W_l\| / \|W_l\|$",
@@ -692,19 +694,194 @@ def chi1_vs_theory(
     return fig
 
 
+def mean_field_diagram(
+    ds: xr.Dataset,
+    metric: str | xr.DataArray = "chi1",
+    y: str = "bias_std",
+    *,
+    activation: str,
+    sel: Mapping[str, Any] | None = None,
+    depth_multiple: float = 6.0,
+    step: int = 0,
+    annotate: bool | None = None,
+) -> Figure:
+    r"""A mean-field phase diagram in the variables of the theory: σ_w² across, σ_b² or depth up.
+
+    The sweep's axes are standard deviations (``init_scale`` = σ_w with ``init="normal"``,
+    ``bias_std`` = σ_b); this figure draws them as the variances σ_w², σ_b² of Poole et al.
+    (2016) and Schoenholz et al. (2017), one panel per chain, with the theory on top:
+
+    - ``y="bias_std"``: colour the measured χ1 (``metric="chi1"``, the median of
+      :func:`gradlab.analysis.empirical_chi1` at ``step``; blue = ordered, gradients vanish; red
+      = chaotic, gradients explode), with the measured χ1 = 1 contour (solid) and the theoretical
+      order-to-chaos line σ²_w,c(σ_b²) of :func:`gradlab.theory.critical_sigma_w2` (dashed);
+    - ``y`` another grid axis, e.g. ``"depth"`` (joined with
+      :func:`gradlab.analysis.concat_sweeps`): colour any per-run metric as
+      :func:`phase_diagram` does (e.g. ``"test_accuracy"``), with ``depth_multiple`` × ξ_c(σ_w²,
+      σ_b²) from :func:`gradlab.theory.depth_scales` (dashed): the depth to which Schoenholz et
+      al. find networks trainable (6 ξ_c). The sweep must then have a single σ_b.
+
+    Args:
+      ds: a result Dataset with an ``init_scale`` grid axis (σ_w, for ``init="normal"``).
+      metric: ``"chi1"``, a per-run variable name, ``"divergence_rate"``, or a DataArray.
+      y: ``"bias_std"`` or another grid axis (e.g. ``"depth"``).
+      activation: the network's activation, for the theory lines.
+      sel: grid values to fix first.
+      depth_multiple: the multiple of ξ_c drawn when ``y`` is not ``bias_std``.
+      step: the logged step for ``metric="chi1"``.
+      annotate: write each cell's value; default when there are at most 100 cells.
+
+    Returns:
+      The Figure.
+
+    Example:
+      >>> mean_field_diagram(ds, activation="tanh")  # doctest: +SKIP
+      >>> fig = mean_field_diagram(  # doctest: +SKIP
+      ...     by_depth, "test_accuracy", "depth", activation="tanh")
+
+    References:
+      Poole et al., *Exponential expressivity in deep neural networks through transient chaos*,
+      NeurIPS 2016 (fig. 2). Schoenholz et al., *Deep Information Propagation*, ICLR 2017
+      (figs. 1 and 5).
+    """
+    from gradlab import theory  # numerical integrals via JAX: imported only when drawn
+
+    x = "init_scale"
+    ds = _select(ds, sel)
+    _check_axis(ds, x)
+    _check_axis(ds, y)
+    ds = _sorted(ds, x, y)
+    keep = [x, y]
+    if isinstance(metric, str) and metric == "chi1":
+        chi = analysis.empirical_chi1(ds, step=step)
+        pool = [d for d in chi.dims if d not in ("optimizer", *keep)]
+        with analysis._quiet():
+            values, name = chi.median(pool), "chi1"
+    else:
+        values, name = _cell_values(ds, metric, keep)
+        pool = [d for d in analysis.grid_axes(ds) if d not in keep]
+    values = values.transpose("optimizer", y, x)
+    xs = ds[x].values.astype(float) ** 2
+    if y == "bias_std":
+        ys, ylabel = ds[y].values.astype(float) ** 2, r"bias variance $\sigma_b^2$"
+    else:
+        ys, ylabel = ds[y].values.astype(float), _label(y)
+    xlog, ylog = _is_log_spaced(xs), _is_log_spaced(ys)
+    xe, ye = _edges(xs, xlog), _edges(ys, ylog)
+    if y == "bias_std":
+        ye = np.maximum(ye, 0.0)
+    z_all = values.values.astype(float)
+    finite = z_all[np.isfinite(z_all)]
+    if name == "chi1":
+        m = float(np.exp(np.abs(np.log(finite)).max())) if finite.size else 2.0
+        norm: Normalize = LogNorm(1 / max(m, 1.01), max(m, 1.01))
+        cmap = colormaps["RdBu_r"]
+    elif name == "divergence_rate":
+        norm, cmap = Normalize(0.0, 1.0), colormaps[MAP]
+    else:
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        norm, cmap = Normalize(lo, hi if hi > lo else lo + 1), colormaps[MAP]
+    annotate = len(xs) * len(ys) <= 100 if annotate is None else annotate
+    chains = _chains(ds)
+    fig, axes = _panels(len(chains), size=(min(1.4 + 0.42 * len(xs), 5.6), 3.6))
+    theory_style = {"color": OKABE_ITO[2], "lw": 2.5, "ls": "--"}  # green: visible on any cell
+    handles: list[Any] = []
+    mesh = None
+    sb = None
+    if y != "bias_std" and "bias_std" in ds.coords:
+        sbs = np.unique(np.atleast_1d(ds["bias_std"].values.astype(float)))
+        if len(sbs) != 1:
+            raise ValueError(f"the depth-scale line needs one bias_std; this sweep has {sbs}")
+        sb = float(sbs[0])
+    for ax, chain in zip(axes, chains, strict=True):
+        z = values.sel(optimizer=chain).values.astype(float)
+        ax.add_patch(
+            Rectangle(
+                (xe[0], ye[0]), xe[-1] - xe[0], ye[-1] - ye[0], facecolor="0.9",
+                edgecolor="0.6", hatch="///", linewidth=0, zorder=0,
+            )
+        )  # fmt: skip
+        mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(z), cmap=cmap, norm=norm, zorder=1)
+        if annotate:
+            for (i, j), v in np.ndenumerate(z):
+                if np.isfinite(v):
+                    r, g, b, _ = cmap(norm(v))
+                    dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
+                    ax.text(
+                        xs[j], ys[i], f"{v:.2g}", ha="center", va="center", fontsize=7,
+                        color="white" if dark else "black", zorder=3,
+                    )  # fmt: skip
+        if y == "bias_std":
+            sb2 = np.linspace(ye[0], ye[-1], 60)
+            crit = np.asarray(theory.critical_sigma_w2(activation, sb2), dtype=float)
+            ax.plot(crit, sb2, zorder=4, **theory_style)
+            if name == "chi1" and len(xs) > 1 and len(ys) > 1 and np.isfinite(z).all():
+                if z.min() < 1 < z.max():
+                    ax.contour(xs, ys, z, levels=[1.0], colors="black", linewidths=1.5, zorder=4)
+        else:
+            sw2 = np.linspace(xe[0], xe[-1], 200) if not xlog else np.geomspace(xe[0], xe[-1], 200)
+            xi_c = np.asarray(theory.depth_scales(activation, sw2, (sb or 0.0) ** 2)[1], float)
+            depth = np.where(np.isfinite(xi_c), depth_multiple * xi_c, 1e9)
+            ax.plot(sw2, depth, zorder=4, **theory_style)
+        ax.set_xlim(xe[0], xe[-1])
+        ax.set_ylim(ye[0], ye[-1])
+        ax.set_title(chain, fontsize=10)
+        _set_grid_ticks(ax, "x", xs, xlog)
+        _set_grid_ticks(ax, "y", ys, ylog)
+    _label_panels(axes, r"weight variance $\sigma_w^2$", ylabel)
+    cbar = fig.colorbar(mesh, ax=axes, shrink=0.9)
+    if name == "chi1":
+        ticks = [t for t in (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0) if norm.vmin <= t <= norm.vmax]
+        cbar.set_ticks(ticks, labels=[f"{t:g}" for t in ticks])
+        cbar.ax.yaxis.set_minor_formatter(NullFormatter())
+    cbar.set_label(
+        r"measured $\chi_1$ (backward growth per layer)" if name == "chi1" else _label(name)
+    )
+    if y == "bias_std":
+        handles.append(
+            Line2D([], [], **theory_style, label=r"theory: $\chi_1 = 1$ (order | chaos)")
+        )  # fmt: skip
+        if name == "chi1":
+            handles.append(Line2D([], [], color="black", lw=1.5, label=r"measured $\chi_1 = 1$"))
+    else:
+        sb_note = "" if sb is None else rf", $\sigma_b^2$ = {sb**2:.3g}"
+        handles.append(
+            Line2D([], [], **theory_style,
+                   label=rf"theory: {depth_multiple:g} $\xi_c$ ({activation}{sb_note})")
+        )  # fmt: skip
+    if name != "chi1" and np.isnan(z_all).any():
+        handles.append(
+            Patch(facecolor="0.9", edgecolor="0.6", hatch="///", label="every run diverged")
+        )
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8)
+    what = "measured χ1" if name == "chi1" else _label(name)
+    _suptitle(
+        fig,
+        f"{what} over σ_w² × {ylabel.split(' $')[0] if y == 'bias_std' else _label(y)}",
+        f"{activation}; {_pool_note(ds, [d for d in pool if d in ds.dims])}",
+    )
+    return fig
+
+
 def sharpness_vs_bound(
-    ds: xr.Dataset, *, hue: str | None = "auto", sel: Mapping[str, Any] | None = None
+    ds: xr.Dataset,
+    *,
+    hue: str | None = "auto",
+    sel: Mapping[str, Any] | None = None,
+    var: str = "sharpness",
 ) -> Figure:
     """Measured sharpness λ_max during training against its stability bound (dashed).
 
     For gradient descent the bound is 2/η (heavy ball: (2 + 2β)/η); sharpness that rises to the
     bound and hovers there is the edge of stability, sharpness well above it precedes divergence.
+    For Adam, pass ``var="precond_sharpness"``: λ_max(P⁻¹H) against 38/η (β1 = 0.9).
     Medians over the alive runs at the steps where sharpness was computed.
 
     Args:
       ds: a result Dataset with ``sharpness`` (and ideally ``sharpness_bound``).
       hue: grid axis to colour by (default the learning rate, if swept).
       sel: grid values to fix first.
+      var: ``"sharpness"`` or ``"precond_sharpness"``.
 
     Returns:
       The Figure.
@@ -720,13 +897,13 @@ def sharpness_vs_bound(
       Stability*, ICLR 2021.
     """
     ds = _select(ds, sel)
-    if "sharpness" not in ds:
-        raise ValueError("no 'sharpness' in the Dataset; add 'sharpness' to the sweep's metrics")
+    if var not in ds:
+        raise ValueError(f"no {var!r} in the Dataset; add {var!r} to the sweep's metrics")
     hue = _default_hue(ds) if hue == "auto" else hue
     _check_axis(ds, hue)
     ds = _sorted(ds, hue)
     live = analysis.alive(ds)
-    sharp = ds["sharpness"].where(live)
+    sharp = ds[var].where(live)
     bound = ds["sharpness_bound"].where(live) if "sharpness_bound" in ds else None
     computed = sharp.notnull().any([d for d in sharp.dims if d != "step"])
     steps = ds["step"].values[computed.values]
@@ -748,15 +925,18 @@ def sharpness_vs_bound(
         ax.set_title(chain, fontsize=10)
         ax.grid(alpha=0.3)
     _tidy_log(axes[0])
-    _label_panels(axes, _label("step"), _label("sharpness"))
+    _label_panels(axes, _label("step"), _label(var))
     handles, labels = axes[0].get_legend_handles_labels()
     handles += [Line2D([], [], color="0.3", ls="-", marker="o", ms=3)]
     labels += ["measured (median)"]
     if bound is not None:
         handles.append(Line2D([], [], color="0.3", ls="--"))
-        labels.append(r"bound, e.g. $2/\eta$")
+        labels.append(
+            r"bound, e.g. $38/\eta$" if var == "precond_sharpness" else r"bound, e.g. $2/\eta$"
+        )
     fig.legend(handles, labels, loc="outside right upper", fontsize=8)
-    _suptitle(fig, "Sharpness against its stability bound", _pool_note(ds, pool))
+    what = "Preconditioned sharpness" if var == "precond_sharpness" else "Sharpness"
+    _suptitle(fig, f"{what} against its stability bound", _pool_note(ds, pool))
     return fig
 
 

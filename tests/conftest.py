@@ -1,6 +1,7 @@
 """Test configuration.
 
-Rank promotion raises, so silent broadcasting of mismatched ranks is a bug, not a habit. Dtype
+The CPU is exposed as two XLA devices, so every sweep in the tests runs sharded over two
+devices (test_scale_out.py checks the results equal one device's). Rank promotion raises, so silent broadcasting of mismatched ranks is a bug, not a habit. Dtype
 promotion stays "standard": optax's own Adam bias correction (``b1 ** count``, a float to an
 int32 power) is rejected by the "strict" mode.
 """
@@ -9,6 +10,7 @@ import jax
 import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_num_cpu_devices", 2)
 
 
 @pytest.fixture(autouse=True)

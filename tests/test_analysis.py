@@ -352,3 +352,156 @@ def test_float32_engine_dtypes_are_fine(ds):
     pd.testing.assert_frame_equal(
         analysis.compare_optimizers(ds32), analysis.compare_optimizers(ds), check_dtype=False
     )
+
+
+# -- studies across sweeps, interventions and regimes ------------------------------------------
+
+
+def test_concat_sweeps_joins_depths_with_nan_padded_layers(ds):
+    shallow = ds.assign_coords(layer=[0, 1]).assign(
+        delta_rms_layer=ds["loss"].expand_dims(layer=[0, 1]).transpose(..., "layer") * 2.0
+    )
+    deep = ds.assign_coords(layer=[0, 1, 2]).assign(
+        delta_rms_layer=ds["loss"].expand_dims(layer=[0, 1, 2]).transpose(..., "layer") * 3.0
+    )
+    shallow.attrs["wall_time_s"], deep.attrs["wall_time_s"] = 1.5, 2.5
+    both = analysis.concat_sweeps({2: shallow, 3: deep}, "depth")
+    assert analysis.grid_axes(both) == ("depth", "seed", "learning_rate", "init_scale")
+    assert both["diverged"].dtype == bool and both["diverged_at"].dtype == ds["diverged_at"].dtype
+    assert both["clipped"].dtype == bool
+    d = both["delta_rms_layer"].sel(optimizer="sgd", seed=0, learning_rate=0.01, init_scale=1.0)
+    np.testing.assert_allclose(d.sel(depth=2, step=0), [2.0, 2.0, np.nan])  # padded
+    np.testing.assert_allclose(d.sel(depth=3, step=0), [3.0, 3.0, 3.0])
+    xr.testing.assert_equal(both["diverged"].sel(depth=2, drop=True), ds["diverged"])
+    assert both.attrs["wall_time_s"] == 4.0
+    assert "# depth = 2\nsteps = 5" in both.attrs["spec"]
+    # the divergence rate of the joined sweep is each part's, per depth
+    r = analysis.divergence_rate(both)
+    xr.testing.assert_equal(r["rate"].sel(depth=3, drop=True), analysis.divergence_rate(ds)["rate"])
+    with pytest.raises(ValueError, match="already a dim"):
+        analysis.concat_sweeps({1: ds}, "seed")
+    with pytest.raises(ValueError, match="grid axes differ"):
+        analysis.concat_sweeps({1: ds, 2: ds.isel(seed=0, drop=True)}, "depth")
+    with pytest.raises(ValueError, match="at least one"):
+        analysis.concat_sweeps({}, "depth")
+
+
+def test_best_learning_rate_counts_diverged_runs_as_worst():
+    grid = {"seed": [0, 1, 2], "learning_rate": [0.01, 0.1, 1.0]}
+    at = np.full((2, 3, 3), -1)
+    at[0, :2, 2] = 3  # sgd, lr = 1: two of three seeds diverge (its survivor has the best loss)
+    ds = dataset(at, grid)
+    loss = np.array([[0.9, 0.5, 0.1], [0.8, 0.6, 0.1], [0.7, 0.4, 0.05]])  # seed x lr
+    ds["final_loss"] = ds["final_loss"].copy(data=np.stack([loss, loss[:, ::-1]]))
+    ds["final_loss"] = ds["final_loss"].where(~ds["diverged"])
+    best = analysis.best_learning_rate(ds)
+    assert best.dims == ("optimizer",)
+    assert float(best.sel(optimizer="sgd")) == 0.1  # lr = 1 has a diverged median run
+    assert float(best.sel(optimizer="adam")) == 0.01  # reversed losses
+    ds["test_accuracy"] = 1 - ds["final_loss"]
+    assert float(analysis.best_learning_rate(ds, "test_accuracy").sel(optimizer="adam")) == 0.01
+    all_div = dataset(np.zeros((2, 3, 3), int), grid)
+    assert analysis.best_learning_rate(all_div).isnull().all()
+    with pytest.raises(ValueError, match="cannot be pooled"):
+        analysis.best_learning_rate(ds, over="learning_rate")
+    with pytest.raises(ValueError, match="per-step"):
+        analysis.best_learning_rate(ds, "loss")
+
+
+def test_fire_rate_counts_alive_steps_only():
+    ds = comparison_dataset()
+    rate = analysis.fire_rate(ds, "clipped")
+    assert rate.dims == ("optimizer", "learning_rate")
+    # sgd, lr = 1: seed 0 alive for 3 steps (clipped once), seed 1 alive for 5 (never) -> 1/8
+    assert float(rate.sel(optimizer="sgd", learning_rate=1.0)) == pytest.approx(1 / 8)
+    # sgd, lr = 0.1: one clipped step out of 10 alive ones
+    assert float(rate.sel(optimizer="sgd", learning_rate=0.1)) == pytest.approx(1 / 10)
+    np.testing.assert_allclose(rate.sel(optimizer="clip_by_global_norm|sgd"), 1.0)
+    pooled = analysis.fire_rate(ds, "clipped", over=["seed", "learning_rate"])
+    assert float(pooled.sel(optimizer="sgd")) == pytest.approx(2 / 18)
+    with pytest.raises(ValueError, match="per-step"):
+        analysis.fire_rate(ds, "final_loss")
+
+
+def test_typical_grad_norm_ignores_diverged_runs():
+    ds = comparison_dataset()
+    g = ds["grad_norm"].values
+    g[0, 1, 1, :] = [1.0, 2.0, 3.0, 7.0, 12.0]  # sgd, seed 1, lr = 1 (never diverged)
+    ds["grad_norm"] = ds["grad_norm"].copy(data=g)
+    mean = analysis.typical_grad_norm(ds, "mean")
+    # sgd, lr = 1: only seed 1 counts (seed 0 diverged, with an inf and a 1e9 in it)
+    assert float(mean.sel(optimizer="sgd", learning_rate=1.0)) == pytest.approx(5.0)
+    assert (
+        float(analysis.typical_grad_norm(ds, "median").sel(optimizer="sgd", learning_rate=1.0)) == 3
+    )
+    q = analysis.typical_grad_norm(ds, 0.5).sel(optimizer="sgd", learning_rate=1.0)
+    assert float(q) == 3
+    assert float(mean.sel(optimizer="sgd", learning_rate=0.1)) == 1.0
+    with pytest.raises(ValueError, match="statistic"):
+        analysis.typical_grad_norm(ds, "max")
+
+
+def test_relative_cost_is_the_ratio_of_medians():
+    ds = comparison_dataset()
+    cost = analysis.relative_cost(ds, "sgd")
+    assert cost.dims == ("optimizer", "learning_rate")
+    np.testing.assert_allclose(cost.sel(optimizer="sgd"), 1.0)
+    # clip chain: medians over seeds 2 (lr 0.1: 1, 3) and 3 (lr 1: 2, 4); sgd: 0.6 and 0.9
+    # (at lr = 1 sgd's seed 0 diverged, so its median is its survivor's 0.9)
+    np.testing.assert_allclose(cost.sel(optimizer="clip_by_global_norm|sgd"), [2 / 0.6, 3 / 0.9])
+    with pytest.raises(ValueError, match="baseline"):
+        analysis.relative_cost(ds, "adam")
+
+
+def test_power_law_exponent_recovers_known_exponents():
+    s = [0.5, 1.0, 2.0, 4.0]
+    x = xr.DataArray(s, dims="init_scale", coords={"init_scale": s})
+    y = xr.concat([3.0 * x**2, 0.1 * x**-1.5, x * 0 + np.nan], dim="chain")
+    y[0, 1] = np.inf  # a non-finite point is left out
+    np.testing.assert_allclose(analysis.power_law_exponent(y, "init_scale")[:2], [2.0, -1.5])
+    assert np.isnan(analysis.power_law_exponent(y, "init_scale")[2])
+
+
+def test_trainable_depth_is_the_deepest_passing_median():
+    grid = {"depth": [5, 10, 20, 40], "seed": [0, 1, 2]}
+    at = np.full((1, 4, 3), -1)
+    at[0, 3, :] = 2  # depth 40: every seed diverges
+    ds = dataset(at, grid, chains=("sgd",))
+    acc = np.array([[0.9, 0.9, 0.9], [0.8, 0.2, 0.7], [0.6, 0.1, 0.1], [0.9, 0.9, 0.9]])
+    ds["test_accuracy"] = ds["final_loss"].copy(data=acc[None]).where(~ds["diverged"])
+    depth = analysis.trainable_depth(ds, threshold=0.5)
+    assert depth.dims == ("optimizer",)
+    assert float(depth.sel(optimizer="sgd")) == 10  # 20: one seed of three; 40: diverged
+    assert float(analysis.trainable_depth(ds, threshold=0.05)[0]) == 20
+    assert np.isnan(float(analysis.trainable_depth(ds, threshold=0.95)[0]))
+    with pytest.raises(ValueError, match="not a grid axis"):
+        analysis.trainable_depth(ds, dim="width")
+
+
+def test_edge_of_stability_summary():
+    grid = {"learning_rate": [0.1, 0.2]}
+    at = np.array([[-1, 6], [-1, -1]])
+    steps = np.arange(8)
+    ds = dataset(at, grid).reindex(step=steps)
+    ds["diverged_at"] = ds["diverged_at"].copy(data=at)
+    bound = (2.0 / ds["learning_rate"]).broadcast_like(ds["diverged_at"]).expand_dims(step=steps)
+    ratio = np.full((2, 2, 8), np.nan)
+    ratio[0, 0, ::2] = [0.5, 0.95, 1.1, 1.0]  # sgd, lr 0.1: reaches the edge at step 2
+    ratio[0, 1, ::2] = [0.5, 0.6, 0.7, 2.0]  # sgd, lr 0.2: diverged at 6 (its 2.0 counts)
+    ratio[1, 0, ::2] = [9.0, 0.5, 0.92, 0.98]  # adam-like: a spike at the first step
+    ds["sharpness_bound"] = bound.transpose("optimizer", "learning_rate", "step")
+    ds["sharpness"] = ds["sharpness_bound"] * ratio
+    eos = analysis.edge_of_stability(ds)
+    sgd = eos.sel(optimizer="sgd")
+    assert float(sgd["reached_at"].sel(learning_rate=0.1)) == 2
+    assert float(sgd["ratio"].sel(learning_rate=0.1)) == pytest.approx(1.0)
+    assert float(sgd["initial"].sel(learning_rate=0.1)) == pytest.approx(0.5 * 20)
+    assert float(sgd["reached_at"].sel(learning_rate=0.2)) == 6
+    assert float(sgd["peak_ratio"].sel(learning_rate=0.2)) == 2.0
+    adam = eos.sel(optimizer="adam", learning_rate=0.1)
+    assert float(adam["reached_at"]) == 0
+    later = analysis.edge_of_stability(ds, start=1).sel(optimizer="adam", learning_rate=0.1)
+    assert float(later["reached_at"]) == 4 and float(later["ratio"]) == pytest.approx(0.95)
+    assert np.isnan(float(eos["reached_at"].sel(optimizer="adam", learning_rate=0.2)))
+    with pytest.raises(ValueError, match="precond_sharpness"):
+        analysis.edge_of_stability(ds, "precond_sharpness")

@@ -293,3 +293,68 @@ def test_sharpness_chi1_and_bars():
     titles = [ax.get_title() for ax in fig.axes]
     assert "fraction of steps clipped" not in titles  # no clipping measured: no panel
     assert "fraction of runs diverged" in titles
+
+
+def test_sharpness_vs_bound_for_preconditioned_sharpness():
+    ds = make_dataset({"seed": [0, 1], "learning_rate": LR}, sharpness=True)
+    ds = ds.rename({"sharpness": "precond_sharpness"})
+    fig = plots.sharpness_vs_bound(ds, var="precond_sharpness")
+    render(fig)
+    ax = panels(fig)[0]
+    np.testing.assert_array_equal(ax.get_lines()[0].get_xdata(), [0, 3, 6])
+    assert "Preconditioned sharpness" in fig.get_suptitle()
+    assert ax.get_ylabel().startswith("preconditioned sharpness")
+    with pytest.raises(ValueError, match="'sharpness'"):
+        plots.sharpness_vs_bound(ds)
+
+
+def test_mean_field_diagram_draws_variances_measured_chi1_and_the_critical_line():
+    from gradlab import theory
+
+    sw = [0.8, 1.0, 1.2, 1.4, 1.6]
+    sb = [0.0, 0.3, 0.5]
+    ds = make_dataset({"seed": [0, 1, 2], "init_scale": sw, "bias_std": sb}, chains=("sgd",))
+    # delta_rms grows towards the input by a factor σ_w per layer: χ1 = σ_w²
+    layer = xr.DataArray(np.arange(4), dims="layer")
+    ds["delta_rms_layer"] = (ds["init_scale"] ** (3 - layer)).broadcast_like(ds["delta_rms_layer"])
+    fig = plots.mean_field_diagram(ds, activation="tanh")
+    render(fig)
+    ax = panels(fig)[0]
+    mesh = ax.collections[0]
+    np.testing.assert_allclose(mesh.get_array().reshape(3, 5), np.square([sw] * 3), rtol=1e-6)
+    np.testing.assert_allclose(ax.get_xticks(), np.square(sw))  # variances, not std devs
+    np.testing.assert_allclose(ax.get_yticks(), np.square(sb))
+    (line,) = ax.get_lines()
+    np.testing.assert_allclose(
+        line.get_xdata(), theory.critical_sigma_w2("tanh", line.get_ydata()), rtol=1e-6
+    )
+    assert ax.get_xlabel() == r"weight variance $\sigma_w^2$"
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == [r"theory: $\chi_1 = 1$ (order | chaos)", r"measured $\chi_1 = 1$"]
+    assert len(ax.collections) > 1  # the measured χ1 = 1 contour (σ_w² = 1 is in the grid)
+
+
+def test_mean_field_diagram_over_depth_draws_six_xi_c():
+    from gradlab import theory
+
+    sw = [0.8, 1.0, 1.4, 2.0]
+    parts = {
+        depth: make_dataset(
+            {"seed": [0, 1], "init_scale": sw, "bias_std": [0.2]}, chains=("sgd",), seed=depth
+        )
+        for depth in (4, 8, 16)
+    }
+    ds = analysis.concat_sweeps(parts, "depth")
+    fig = plots.mean_field_diagram(ds, "test_accuracy", "depth", activation="tanh")
+    render(fig)
+    ax = panels(fig)[0]
+    assert ax.get_yscale() == "log"  # 4, 8, 16 are log-spaced
+    (line,) = ax.get_lines()
+    xi_c = theory.depth_scales("tanh", line.get_xdata(), 0.04)[1]
+    finite = np.isfinite(xi_c)
+    np.testing.assert_allclose(line.get_ydata()[finite], 6 * xi_c[finite], rtol=1e-6)
+    assert "6 $\\xi_c$" in fig.legends[0].get_texts()[0].get_text()
+    with pytest.raises(ValueError, match="one bias_std"):
+        two = {d: make_dataset({"init_scale": sw, "bias_std": [0.1, 0.2]}) for d in (4, 8)}
+        plots.mean_field_diagram(analysis.concat_sweeps(two, "depth"), "final_loss", "depth",
+                                 activation="tanh")  # fmt: skip

@@ -1,0 +1,200 @@
+"""Shared pieces of the benchmarks: the article workload, timing helpers and table printing.
+
+The article workload is the Keras MLP of the gradient-explosion article: 784-10-10-10, ReLU,
+softmax cross-entropy, on the 5,000-image MNIST subset that ``gl.data.load("mnist")`` returns by
+default (4,000 train / 1,000 test), batch 32, one epoch (125 steps), Adam. A sweep of R runs is
+the grid seeds x learning rates x init scales, factored as evenly as R allows.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+import gradlab as gl
+
+HIDDEN = (10, 10)
+BATCH = 32
+EPOCHS = 1
+LR_RANGE = (1e-4, 1.0)  # Adam learning rates, log-spaced (the top ones diverge at large init)
+INIT_RANGE = (0.25, 4.0)  # init scales, log-spaced
+
+
+def factor3(r: int) -> tuple[int, int, int]:
+    """(seeds, learning rates, init scales) with product ``r``, as close to a cube as possible."""
+    best = None
+    for a in range(1, r + 1):
+        if r % a:
+            continue
+        for b in range(a, r // a + 1):
+            if (r // a) % b:
+                continue
+            c = r // a // b
+            if c < b:
+                break
+            if best is None or c / a < best[2] / best[0]:
+                best = (a, b, c)
+    return best
+
+
+def grid(runs: int) -> dict[str, list]:
+    """The traced grid of a sweep of ``runs`` configurations."""
+    n_seed, n_lr, n_init = factor3(runs)
+    return {
+        "seed": list(range(n_seed)),
+        "learning_rate": [float(v) for v in np.geomspace(*LR_RANGE, n_lr)],
+        "init_scale": [float(v) for v in np.geomspace(*INIT_RANGE, n_init)],
+    }
+
+
+def configs(runs: int) -> list[tuple[int, float, float]]:
+    """The (seed, learning rate, init scale) of every run, in the sweep's C order."""
+    g = grid(runs)
+    return [(s, lr, sc) for s in g["seed"] for lr in g["learning_rate"] for sc in g["init_scale"]]
+
+
+def spread(items: Sequence[Any], n: int) -> list[Any]:
+    """``n`` items spread evenly over ``items`` (a representative subset for per-run timing)."""
+    if n >= len(items):
+        return list(items)
+    return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
+
+
+def article_spec(runs: int, **overrides: Any) -> gl.SweepSpec:
+    """The article workload as a gradlab sweep of ``runs`` Adam runs."""
+    fields = dict(
+        model=gl.ModelSpec(hidden=HIDDEN, activation="relu", init="lecun_normal"),
+        data=gl.DataSpec(name="mnist"),
+        loss="cross_entropy",
+        optimizers=("adam",),
+        grid=grid(runs),
+        epochs=EPOCHS,
+        batch_size=BATCH,
+    )
+    fields.update(overrides)
+    return gl.SweepSpec(**fields)
+
+
+def clear_program_cache() -> None:
+    """Forget gradlab's compiled programs, so the next ``gl.run`` compiles (a first call)."""
+    cache = getattr(getattr(gl, "engine", None), "_PROGRAMS", None)
+    if cache is not None:
+        cache.clear()
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """Seconds one call of ``fn`` took, and its result."""
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def gradlab_timings(spec: gl.SweepSpec, repeats: int, chunk_size: int | None) -> dict[str, Any]:
+    """First call (with compile) and the median of ``repeats`` steady-state calls of ``gl.run``.
+
+    Steady-state calls must reuse the compiled program; ``recompiled`` says when one did not.
+    """
+    clear_program_cache()
+    first, ds = timed(lambda: gl.run(spec, chunk_size=chunk_size, progress=False))
+    compile_s = float(ds.attrs["compile_time_s"])
+    steady, recompiled = [], False
+    for _ in range(repeats):
+        wall, ds = timed(lambda: gl.run(spec, chunk_size=chunk_size, progress=False))
+        steady.append(wall)
+        recompiled |= float(ds.attrs["compile_time_s"]) > 0
+    return {
+        "first_s": first,
+        "compile_s": compile_s,
+        "steady_s": median(steady),
+        "steady_all_s": steady,
+        "recompiled": recompiled,
+        "dataset": ds,
+    }
+
+
+def machine() -> dict[str, Any]:
+    """What this run measured on: CPU, cores, load, versions, date."""
+    import jax
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (math.nan,) * 3
+    return {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "loadavg": [round(v, 2) for v in load],
+        "jax_devices": [str(d) for d in jax.devices()],
+        "versions": {"jax": jax.__version__, "gradlab": getattr(gl, "__version__", "?")},
+    }
+
+
+def describe_machine(info: dict[str, Any]) -> str:
+    return (
+        f"{info['date']}  {info['cpu']}, {info['cores']} cores, devices {info['jax_devices']}, "
+        f"load average {info['loadavg']} (at start)"
+    )
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """An aligned text table: text columns left, numeric columns right."""
+    cells = [[str(h) for h in headers]] + [[fmt(v) for v in row] for row in rows]
+    numeric = [
+        all(isinstance(row[i], (int, float)) or row[i] in (None, "-") for row in rows)
+        for i in range(len(headers))
+    ]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = []
+    for j, r in enumerate(cells):
+        parts = [c.rjust(w) if num else c.ljust(w) for c, w, num in zip(r, widths, numeric)]
+        lines.append("  ".join(parts).rstrip())
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def fmt(v: Any) -> str:
+    """Numbers with about three significant digits; None as '-'."""
+    if v is None:
+        return "-"
+    if isinstance(v, bool) or isinstance(v, str):
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        a = abs(v)
+        if a >= 100:
+            return f"{v:,.0f}"
+        if a >= 10:
+            return f"{v:.1f}"
+        if a >= 1:
+            return f"{v:.2f}"
+        return f"{v:.3g}"
+    return str(v)
+
+
+def write_json(path: str | None, payload: dict[str, Any]) -> None:
+    if path:
+        with open(path, "w") as f:
+            json.dump(payload, f, indent=2, default=float)
+        print(f"wrote {path}")

@@ -1,0 +1,83 @@
+"""What each metric set costs, relative to ``metrics=("none",)``, on the article workload.
+
+Workload: ``common.article_spec`` (MLP 784-10-10-10 ReLU, MNIST subset, batch 32, one epoch =
+125 steps of Adam) with R runs (``--runs``, default 256). Each variant is one spec; it is run
+once to compile (that first call's compile time is reported), then ``--repeats`` more times
+(at least 3 by default) reusing the compiled program, and the table shows the median wall time
+of those steady-state calls, per run and per epoch, and its ratio to the ``none`` variant.
+
+Variants: ``none`` (loss only), ``default`` (every per-step and per-layer metric),
+``default+sharpness`` (Lanczos top Hessian eigenvalue, ``sharpness_every=10``,
+``sharpness_iters=20``), ``default+hessian_trace`` (Hutchinson, 10 probes, every 10 steps),
+``default+per_example`` (per-example gradients every 10 steps), and ``default`` and ``none``
+with ``log_every=10`` (metrics recorded on every 10th step; divergence still checked every step).
+
+    python benchmarks/metric_overhead.py                 # R = 256, a few minutes
+    python benchmarks/metric_overhead.py --runs 1024 --json overhead.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+CURVATURE = dict(sharpness_every=10, sharpness_iters=20)
+VARIANTS = {
+    "none": dict(metrics=("none",)),
+    "default": dict(metrics=("default",)),
+    "default+sharpness": dict(metrics=("default", "sharpness"), **CURVATURE),
+    "default+hessian_trace": dict(metrics=("default", "hessian_trace"), **CURVATURE),
+    "default+per_example": dict(metrics=("default", "per_example"), **CURVATURE),
+    "default, log_every=10": dict(metrics=("default",), log_every=10),
+    "none, log_every=10": dict(metrics=("none",), log_every=10),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=256)
+    parser.add_argument("--epochs", type=int, default=common.EPOCHS)
+    parser.add_argument("--repeats", type=int, default=3, help="steady-state calls (median)")
+    parser.add_argument("--chunk-size", type=int, default=None)
+    parser.add_argument("--only", nargs="*", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    if "none" not in args.only:
+        args.only.insert(0, "none")
+
+    info = common.machine()
+    print(common.describe_machine(info))
+    print(f"article workload, {args.runs} runs x {args.epochs} epoch(s), Adam, {args.repeats} repeats")
+    measured = {}
+    for name in args.only:
+        spec = common.article_spec(args.runs, epochs=args.epochs, **VARIANTS[name])
+        g = common.gradlab_timings(spec, args.repeats, args.chunk_size)
+        measured[name] = g
+        print(f"{name}: {g['steady_s']:.2f} s (runs {[round(t, 2) for t in g['steady_all_s']]})",
+              flush=True)
+
+    base = measured["none"]["steady_s"]
+    rows, records = [], []
+    for name, g in measured.items():
+        ms = g["steady_s"] / args.runs / args.epochs * 1e3
+        spread = f"{min(g['steady_all_s']):.2f}-{max(g['steady_all_s']):.2f}"
+        note = "RECOMPILED" if g["recompiled"] else ""
+        rows.append([name, g["steady_s"], spread, ms, g["steady_s"] / base, g["compile_s"], note])
+        records.append(
+            dict(variant=name, steady_s=g["steady_s"], steady_all_s=g["steady_all_s"],
+                 ms_per_run_epoch=ms, ratio_vs_none=g["steady_s"] / base,
+                 compile_s=g["compile_s"], first_call_s=g["first_s"])
+        )
+    headers = ["metrics", "median s", "range s", "ms/run-epoch", "x none", "compile s", "note"]
+    print()
+    print(common.table(headers, rows))
+    common.write_json(args.json, {"machine": info, "runs": args.runs, "epochs": args.epochs,
+                                  "results": records})
+
+
+if __name__ == "__main__":
+    main()
