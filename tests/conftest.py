@@ -1,7 +1,8 @@
 """Test configuration.
 
 The CPU is exposed as two XLA devices, so every sweep in the tests runs sharded over two
-devices (test_scale_out.py checks the results equal one device's). Rank promotion raises, so silent broadcasting of mismatched ranks is a bug, not a habit. Dtype
+devices (test_scale_out.py checks the results equal one device's). Rank promotion raises, so
+silent broadcasting of mismatched ranks is a bug, not a habit. Dtype
 promotion stays "standard": optax's own Adam bias correction (``b1 ** count``, a float to an
 int32 power) is rejected by the "strict" mode.
 """

@@ -182,5 +182,5 @@ def test_memory_budget_picks_the_chunk_size(spec):
     tight = gl.make_plan(big, data, memory_budget=2**20)
     assert roomy.chunk_size == big.num_runs // 2  # one group's 4,000 runs fit
     assert 1 <= tight.chunk_size < 64
-    with pytest.raises(gl.ConfigError, match="^memory_budget: one run needs"):
+    with pytest.raises(gl.ConfigError, match=r"^memory_budget: one run needs"):
         gl.make_plan(big, data, memory_budget=1000)
