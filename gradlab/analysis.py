@@ -35,9 +35,11 @@ __all__ = [
     "alive",
     "best_learning_rate",
     "chi1_profile",
+    "claims_table",
     "compare_optimizers",
     "concat_sweeps",
     "critical_init_scale",
+    "crossing",
     "divergence_rate",
     "edge_of_stability",
     "empirical_chi1",
@@ -387,13 +389,35 @@ def compare_optimizers(ds: xr.Dataset, lr: str = LR) -> pd.DataFrame:
             g = ds["grad_norm"]
             cols["max_grad_norm"] = g.where(live & np.isfinite(g)).max(steps)
         cols["diverged_at"] = time_to_explode(ds).median(grid)
-        if "sharpness" in ds and "sharpness_bound" in ds:
-            ratio = (ds["sharpness"] / ds["sharpness_bound"]).where(live)
+        if "sharpness_bound" in ds:
+            ratio = (_bounded_sharpness(ds) / ds["sharpness_bound"]).where(live)
             cols["sharpness_ratio"] = ratio.max("step").median(grid)
     nan = xr.full_like(chains, np.nan, dtype=float)
     cols = {k: cols.get(k, nan) for k in TABLE_COLUMNS}
     index = pd.Index([str(c) for c in chains.values], name="optimizer")
     return pd.DataFrame({k: np.asarray(v.values) for k, v in cols.items()}, index=index)
+
+
+def _bounded_sharpness(ds: xr.Dataset) -> xr.DataArray:
+    """The curvature that ``sharpness_bound`` bounds, per chain: λ_max(P⁻¹H) for Adam chains
+    (``precond_sharpness``), λ_max(H) (``sharpness``) for the others; NaN where not measured."""
+    from gradlab.optim import stability_rule
+
+    nan = xr.full_like(ds["sharpness_bound"], np.nan)
+    plain = ds["sharpness"] if "sharpness" in ds else nan
+    pre = ds["precond_sharpness"] if "precond_sharpness" in ds else nan
+    is_adam = xr.DataArray(
+        [_rule(stability_rule, str(c)) == "adam" for c in ds["optimizer"].values],
+        coords={"optimizer": ds["optimizer"]},
+    )
+    return xr.where(is_adam, pre, plain)
+
+
+def _rule(stability_rule: Any, chain: str) -> str | None:
+    try:
+        return stability_rule(chain)
+    except ValueError:  # a callable chain's name: no known rule
+        return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1022,7 +1046,7 @@ def power_law_exponent(da: xr.DataArray, dim: str) -> xr.DataArray:
 
     Example:
       >>> x = xr.DataArray([1.0, 2.0, 4.0], dims="s", coords={"s": [1.0, 2.0, 4.0]})
-      >>> float(power_law_exponent(x**3, "s"))
+      >>> round(float(power_law_exponent(x**3, "s")), 6)
       3.0
     """
     x = np.log(da[dim].astype(float))
@@ -1169,3 +1193,94 @@ def edge_of_stability(
         coords=coords,
         attrs={"var": var, "reach": reach, "start": start},
     )
+
+
+def claims_table(
+    rows: Iterable[Sequence[Any]],
+    columns: Sequence[str] = ("claim", "source", "published", "measured"),
+) -> pd.DataFrame:
+    """Published or claimed numbers beside the measured ones, one row per claim.
+
+    A display helper for reports and notebooks: numbers are written to 3 significant digits
+    (fractions stay fractions), strings are kept, ``None``/NaN become ``-``.
+
+    Args:
+      rows: one sequence per claim, in the order of ``columns`` (shorter rows are padded).
+      columns: the column names; the first is the index.
+
+    Returns:
+      A DataFrame of strings indexed by the first column.
+
+    Example:
+      >>> t = claims_table([("tanh critical σ_w² at σ_b² = 0.05", "Schoenholz 2017", 1.76, 1.7612)])
+      >>> t.loc["tanh critical σ_w² at σ_b² = 0.05", "measured"]
+      '1.76'
+    """
+
+    def cell(v: Any) -> str:
+        if v is None or (isinstance(v, float | np.floating) and np.isnan(v)):
+            return "-"
+        if isinstance(v, bool | np.bool_):
+            return "yes" if v else "no"
+        if isinstance(v, int | np.integer):
+            return str(int(v))
+        if isinstance(v, float | np.floating):
+            return f"{float(v):.3g}"
+        return str(v)
+
+    cols = list(columns)
+    table = []
+    for row in rows:
+        row = list(row)
+        if len(row) > len(cols):
+            raise ValueError(f"a row has {len(row)} cells for {len(cols)} columns: {row}")
+        table.append([cell(v) for v in row] + ["-"] * (len(cols) - len(row)))
+    df = pd.DataFrame(table, columns=cols)
+    return df.set_index(cols[0])
+
+
+def crossing(da: xr.DataArray, dim: str, level: float = 1.0, log: bool = True) -> xr.DataArray:
+    r"""Where a measured curve first crosses ``level`` along ``dim``, by linear interpolation.
+
+    Along ``dim`` sorted ascending, with :math:`v = \log y` (or :math:`y` when ``log`` is
+    false) and the first pair of neighbours :math:`(x_i, x_{i+1})` that brackets the level
+    :math:`\ell`:
+
+    .. math:: x^* = x_i + (x_{i+1} - x_i)\,\frac{\ell - v_i}{v_{i+1} - v_i}
+
+    E.g. the measured critical init scale: where the empirical χ1 crosses 1 along
+    ``init_scale``, to compare with :func:`gradlab.theory.critical_sigma_w2`.
+
+    Args:
+      da: values with a numeric coordinate ``dim`` (e.g. the median :func:`empirical_chi1`).
+      dim: the axis to search along.
+      level: the level to cross.
+      log: interpolate in ``log y`` (right for χ1, which is geometric).
+
+    Returns:
+      The crossing point over the other dims of ``da``; NaN where the curve does not cross.
+
+    Example:
+      >>> x = xr.DataArray([0.5, 0.8, 1.25, 2.0], dims="s", coords={"s": [1.0, 2.0, 3.0, 4.0]})
+      >>> round(float(crossing(x, "s")), 3)
+      2.5
+    """
+    da = da.sortby(dim)
+    xs = da[dim].values.astype(float)
+    ref = math.log(level) if log else level
+
+    def first(y: np.ndarray) -> float:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            v = np.log(y) - ref if log else y - ref
+        for i in range(len(v) - 1):
+            a, b = v[i], v[i + 1]
+            if np.isfinite(a) and np.isfinite(b) and a * b <= 0 and a != b:
+                return float(xs[i] + (xs[i + 1] - xs[i]) * (-a) / (b - a))
+            if np.isfinite(a) and a == 0:
+                return float(xs[i])
+        return math.nan
+
+    out = xr.apply_ufunc(
+        first, da.astype(float), input_core_dims=[[dim]], vectorize=True, output_dtypes=[float]
+    )
+    return out.rename(f"{dim}_crossing")

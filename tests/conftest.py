@@ -7,8 +7,16 @@ promotion stays "standard": optax's own Adam bias correction (``b1 ** count``, a
 int32 power) is rejected by the "strict" mode.
 """
 
+import os
+
 import jax
 import pytest
+
+# The tests' networks are tiny, so compiling dominates their time: skip XLA's backend
+# optimisations (about 3x faster compiles). Subprocesses (CLI tests) inherit the setting.
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
+).strip()
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_num_cpu_devices", 2)

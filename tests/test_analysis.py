@@ -505,3 +505,50 @@ def test_edge_of_stability_summary():
     assert np.isnan(float(eos["reached_at"].sel(optimizer="adam", learning_rate=0.2)))
     with pytest.raises(ValueError, match="precond_sharpness"):
         analysis.edge_of_stability(ds, "precond_sharpness")
+
+
+def test_adam_sharpness_ratio_uses_preconditioned_sharpness():
+    """Adam's bound (2+2β1)/(η(1−β1)) bounds λ_max(P⁻¹H), not λ_max(H)."""
+    ds = comparison_dataset().assign_coords(optimizer=["sgd", "adam"])
+    bound = ds["sharpness_bound"]
+    ds["precond_sharpness"] = xr.full_like(bound, np.nan)
+    ds["precond_sharpness"].loc[{"optimizer": "adam", "step": 0}] = 0.9 * bound.sel(
+        optimizer="adam", step=0
+    )
+    df = analysis.compare_optimizers(ds)
+    assert df.loc["adam", "sharpness_ratio"] == pytest.approx(0.9)
+    assert df.loc["sgd", "sharpness_ratio"] == pytest.approx(1.5)  # plain sharpness for SGD
+    only_plain = analysis.compare_optimizers(ds.drop_vars("precond_sharpness"))
+    assert math.isnan(only_plain.loc["adam", "sharpness_ratio"])
+
+
+def test_claims_table_formats_numbers_and_pads_rows():
+    t = analysis.claims_table(
+        [("critical σ_w²", "Schoenholz 2017", 1.76, 1.76123), ("diverged", "article", None, 0.25)]
+    )
+    assert list(t.columns) == ["source", "published", "measured"]
+    assert t.loc["critical σ_w²", "measured"] == "1.76"
+    assert t.loc["diverged", "published"] == "-"
+    short = analysis.claims_table([("a", "b")], columns=("claim", "x", "y"))
+    assert short.loc["a"].tolist() == ["b", "-"]
+    with pytest.raises(ValueError, match="cells"):
+        analysis.claims_table([(1, 2, 3)], columns=("a", "b"))
+
+
+def test_crossing_interpolates_the_first_crossing():
+    s = [1.0, 2.0, 3.0, 4.0]
+    y = xr.DataArray(
+        [[0.5, 0.8, 1.25, 2.0], [2.0, 1.0, 0.5, 0.4], [0.1, 0.2, 0.3, 0.4]],
+        dims=("row", "s"),
+        coords={"s": s},
+    )
+    got = analysis.crossing(y, "s")
+    assert got.dims == ("row",)
+    # row 0: log 0.8 = -0.223, log 1.25 = 0.223 -> halfway between 2 and 3
+    assert float(got[0]) == pytest.approx(2.5)
+    assert float(got[1]) == 2.0  # exactly at the level
+    assert np.isnan(float(got[2]))  # never crosses
+    lin = analysis.crossing(y.isel(row=0), "s", level=1.0, log=False)
+    assert float(lin) == pytest.approx(2 + 0.2 / 0.45)
+    unsorted = y.isel(s=[3, 0, 2, 1])
+    xr.testing.assert_allclose(analysis.crossing(unsorted, "s"), got)

@@ -82,10 +82,11 @@ def reference_train(spec, dataset, tx, seed, factor=10.0):
     """Hand-written loop: losses per step, grad norms, and the divergence step (-1 if none)."""
     params = reference_params(spec, seed)
     state = tx.init(params)
+    grad_fn, update_fn = jax.jit(jax.value_and_grad(reference_loss)), jax.jit(tx.update)
     losses, grad_norms, diverged_at, loss0 = [], [], -1, None
     for t, idx in enumerate(reference_batches(N_TRAIN, 16, spec.steps)):
         x, y = dataset.x_train[idx], dataset.y_train[idx]
-        loss, grads = jax.value_and_grad(reference_loss)(params, x, y)
+        loss, grads = grad_fn(params, x, y)
         loss = float(loss)
         loss0 = loss if t == 0 else loss0
         finite = np.isfinite(loss) and all(np.isfinite(g).all() for g in jax.tree.leaves(grads))
@@ -94,7 +95,7 @@ def reference_train(spec, dataset, tx, seed, factor=10.0):
         if not finite or loss > factor * loss0:
             diverged_at = t
             break
-        updates, state = tx.update(grads, state, params)
+        updates, state = update_fn(grads, state, params)
         params = optax.apply_updates(params, updates)
     return np.array(losses), np.array(grad_norms), diverged_at
 
