@@ -83,7 +83,8 @@ def tiny_problem():
     return gl.data.from_arrays(x, y)
 
 
-def dense_hessian(data, params, activation="tanh"):
+def flat_loss(data, params, activation="tanh"):
+    """The full-batch cross-entropy as a function of the flattened parameters, and θ flat."""
     flat, unravel = ravel_pytree(params)
     module = models.make_model(gl.ModelSpec(hidden=(3,), activation=activation), 2)
 
@@ -92,7 +93,17 @@ def dense_hessian(data, params, activation="tanh"):
         logp = jax.nn.log_softmax(logits)
         return -jnp.mean(jnp.take_along_axis(logp, jnp.asarray(data.y_train)[:, None], axis=1))
 
+    return loss, flat
+
+
+def dense_hessian(data, params):
+    loss, flat = flat_loss(data, params)
     return np.asarray(jax.hessian(loss)(flat), np.float64)
+
+
+def full_batch_grad(data, params):
+    loss, flat = flat_loss(data, params)
+    return np.asarray(jax.grad(loss)(flat), np.float64)
 
 
 def test_sharpness_trace_and_precond_sharpness_of_a_small_net_match_dense():
@@ -121,25 +132,13 @@ def test_sharpness_trace_and_precond_sharpness_of_a_small_net_match_dense():
         assert abs(float(ds.hessian_trace.sel(seed=seed).isel(step=0)) - np.trace(h)) < 4 * sd
         # The preconditioner of step t is Adam's after t+1 updates with (here) a constant g:
         # ν̂ = g², so P = (1-β1^(t+1))(|g| + ε): 0.1(|g| + ε) at step 0, 0.19(|g| + ε) at step 1.
-        g = _full_batch_grad(data, params)
+        g = full_batch_grad(data, params)
         for step, factor in ((0, 0.1), (1, 0.19)):
             p = factor * (np.abs(g) + 1e-8)
             pre = np.linalg.eigvals(np.diag(1 / p) @ h).real.max()
             measured = ds.precond_sharpness.sel(seed=seed).isel(step=step)
             np.testing.assert_allclose(measured, pre, rtol=1e-2)
         np.testing.assert_allclose(ds.sharpness_bound.sel(seed=seed), 38 / 1e-9, rtol=1e-5)
-
-
-def _full_batch_grad(data, params):
-    flat, unravel = ravel_pytree(params)
-    module = models.make_model(gl.ModelSpec(hidden=(3,), activation="tanh"), 2)
-
-    def loss(v):
-        logits = module.apply({"params": unravel(v)}, jnp.asarray(data.x_train))
-        logp = jax.nn.log_softmax(logits)
-        return -jnp.mean(jnp.take_along_axis(logp, jnp.asarray(data.y_train)[:, None], axis=1))
-
-    return np.asarray(jax.grad(loss)(flat), np.float64)
 
 
 def test_per_example_gradient_statistics_match_numpy():
