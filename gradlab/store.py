@@ -231,10 +231,21 @@ class RunDir:
             return None
 
     def has_chunk(self, group: int, chunk: int) -> bool:
-        """Whether a whole, readable chunk file exists (a corrupt one is removed)."""
-        if self.read_chunk(group, chunk) is not None:
-            return True
-        self.chunk_path(group, chunk).unlink(missing_ok=True)
+        """Whether a whole, readable chunk file exists (a corrupt one is removed).
+
+        A chunk file is only ever renamed into place whole, so opening it and checking its
+        run count is enough; its values are read once, when the Dataset is assembled.
+        """
+        path = self.chunk_path(group, chunk)
+        if not path.exists():
+            return False
+        try:
+            with xr.open_dataset(path, engine="h5netcdf") as ds:
+                if ds.sizes.get("run") == self.chunk_size_of(chunk):
+                    return True
+        except Exception:  # a truncated/corrupt file: recompute it
+            pass
+        path.unlink(missing_ok=True)
         return False
 
     def write_chunk(self, group: int, chunk: int, outputs: Mapping[str, np.ndarray]) -> None:
