@@ -102,27 +102,42 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
 
-def gradlab_timings(spec: gl.SweepSpec, repeats: int, chunk_size: int | None) -> dict[str, Any]:
-    """First call (with compile) and the median of ``repeats`` steady-state calls of ``gl.run``.
+class GradlabSweep:
+    """A gradlab sweep made ready to time: the first ``gl.run`` call (compiling) is done here.
 
-    Steady-state calls must reuse the compiled program; ``recompiled`` says when one did not.
+    Attributes:
+      first_s: wall seconds of the first call, compilation included.
+      compile_s: that call's ``compile_time_s``.
+      recompiled: whether a later call (``once``) compiled again (it should reuse the program).
+      dataset: the result of the last call.
     """
-    clear_program_cache()
-    first, ds = timed(lambda: gl.run(spec, chunk_size=chunk_size, progress=False))
-    compile_s = float(ds.attrs["compile_time_s"])
-    steady, recompiled = [], False
+
+    def __init__(self, spec: gl.SweepSpec, chunk_size: int | None, fresh: bool = True):
+        self.spec, self.chunk_size = spec, chunk_size
+        if fresh:
+            clear_program_cache()
+        self.first_s, self.dataset = timed(self._run)
+        self.compile_s = float(self.dataset.attrs["compile_time_s"])
+        self.recompiled = False
+
+    def _run(self):
+        return gl.run(self.spec, chunk_size=self.chunk_size, progress=False)
+
+    def once(self) -> float:
+        """Wall seconds of one steady-state call."""
+        wall, self.dataset = timed(self._run)
+        self.recompiled |= float(self.dataset.attrs["compile_time_s"]) > 0
+        return wall
+
+
+def rounds(timers: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
+    """``repeats`` rounds, each calling every timer once in turn: interleaving the methods
+    spreads the changing load of a shared machine over all of them alike."""
+    samples: dict[str, list[float]] = {name: [] for name in timers}
     for _ in range(repeats):
-        wall, ds = timed(lambda: gl.run(spec, chunk_size=chunk_size, progress=False))
-        steady.append(wall)
-        recompiled |= float(ds.attrs["compile_time_s"]) > 0
-    return {
-        "first_s": first,
-        "compile_s": compile_s,
-        "steady_s": median(steady),
-        "steady_all_s": steady,
-        "recompiled": recompiled,
-        "dataset": ds,
-    }
+        for name, once in timers.items():
+            samples[name].append(once())
+    return samples
 
 
 def machine() -> dict[str, Any]:
@@ -154,6 +169,12 @@ def describe_machine(info: dict[str, Any]) -> str:
     )
 
 
+def load_line() -> str:
+    """The load average now (other users' work on a shared machine slows every method)."""
+    load = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else "?"
+    return f"load average at end: {load} on {os.cpu_count()} cores"
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """An aligned text table: text columns left, numeric columns right."""
     cells = [[str(h) for h in headers]] + [[fmt(v) for v in row] for row in rows]
@@ -164,7 +185,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = []
     for j, r in enumerate(cells):
-        parts = [c.rjust(w) if num else c.ljust(w) for c, w, num in zip(r, widths, numeric)]
+        parts = [
+            c.rjust(w) if num else c.ljust(w) for c, w, num in zip(r, widths, numeric, strict=True)
+        ]
         lines.append("  ".join(parts).rstrip())
         if j == 0:
             lines.append("  ".join("-" * w for w in widths))

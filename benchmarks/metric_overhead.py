@@ -1,10 +1,12 @@
 """What each metric set costs, relative to ``metrics=("none",)``, on the article workload.
 
 Workload: ``common.article_spec`` (MLP 784-10-10-10 ReLU, MNIST subset, batch 32, one epoch =
-125 steps of Adam) with R runs (``--runs``, default 256). Each variant is one spec; it is run
-once to compile (that first call's compile time is reported), then ``--repeats`` more times
-(at least 3 by default) reusing the compiled program, and the table shows the median wall time
-of those steady-state calls, per run and per epoch, and its ratio to the ``none`` variant.
+125 steps of Adam) with R runs (``--runs``, default 256). Each variant is one spec; each is run
+once to compile (that first call's compile time is reported), then all are timed in
+``--repeats`` rounds (3 by default) that call every variant once in turn, reusing the compiled
+programs, so that the changing load of a shared machine falls on all variants alike. The table
+shows the median wall time of those steady-state calls, per run and per epoch, and its ratio to
+the ``none`` variant.
 
 Variants: ``none`` (loss only), ``default`` (every per-step and per-layer metric),
 ``default+sharpness`` (Lanczos top Hessian eigenvalue, ``sharpness_every=10``,
@@ -23,7 +25,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+import common
 
 CURVATURE = dict(sharpness_every=10, sharpness_iters=20)
 VARIANTS = {
@@ -51,15 +53,24 @@ def main() -> None:
 
     info = common.machine()
     print(common.describe_machine(info))
-    print(f"article workload, {args.runs} runs x {args.epochs} epoch(s), Adam, {args.repeats} repeats")
-    measured = {}
-    for name in args.only:
+    print(
+        f"article workload, {args.runs} runs x {args.epochs} epoch(s), Adam, {args.repeats} repeats"
+    )
+    sweeps = {}
+    for name in args.only:  # first calls: compile every variant (the programs stay cached)
         spec = common.article_spec(args.runs, epochs=args.epochs, **VARIANTS[name])
-        g = common.gradlab_timings(spec, args.repeats, args.chunk_size)
-        measured[name] = g
-        print(f"{name}: {g['steady_s']:.2f} s (runs {[round(t, 2) for t in g['steady_all_s']]})",
-              flush=True)
-
+        sweeps[name] = common.GradlabSweep(spec, args.chunk_size, fresh=False)
+        print(f"{name}: compiled in {sweeps[name].compile_s:.1f} s", flush=True)
+    samples = common.rounds({name: g.once for name, g in sweeps.items()}, args.repeats)
+    measured = {}
+    for name, g in sweeps.items():
+        measured[name] = {
+            "steady_s": common.median(samples[name]),
+            "steady_all_s": samples[name],
+            "compile_s": g.compile_s,
+            "first_s": g.first_s,
+            "recompiled": g.recompiled,
+        }
     base = measured["none"]["steady_s"]
     rows, records = [], []
     for name, g in measured.items():
@@ -68,15 +79,23 @@ def main() -> None:
         note = "RECOMPILED" if g["recompiled"] else ""
         rows.append([name, g["steady_s"], spread, ms, g["steady_s"] / base, g["compile_s"], note])
         records.append(
-            dict(variant=name, steady_s=g["steady_s"], steady_all_s=g["steady_all_s"],
-                 ms_per_run_epoch=ms, ratio_vs_none=g["steady_s"] / base,
-                 compile_s=g["compile_s"], first_call_s=g["first_s"])
+            dict(
+                variant=name,
+                steady_s=g["steady_s"],
+                steady_all_s=g["steady_all_s"],
+                ms_per_run_epoch=ms,
+                ratio_vs_none=g["steady_s"] / base,
+                compile_s=g["compile_s"],
+                first_call_s=g["first_s"],
+            )
         )
     headers = ["metrics", "median s", "range s", "ms/run-epoch", "x none", "compile s", "note"]
     print()
     print(common.table(headers, rows))
-    common.write_json(args.json, {"machine": info, "runs": args.runs, "epochs": args.epochs,
-                                  "results": records})
+    print(common.load_line())
+    common.write_json(
+        args.json, {"machine": info, "runs": args.runs, "epochs": args.epochs, "results": records}
+    )
 
 
 if __name__ == "__main__":

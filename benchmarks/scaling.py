@@ -31,7 +31,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+import common
 
 
 def peak_rss_mb() -> float:
@@ -55,10 +55,18 @@ def child(runs: int, chunk: int, epochs: int, steady: bool) -> None:
     steady_s = first - compile_s
     if steady:
         del ds
-        steady_s, ds = common.timed(lambda: gl.run(spec, chunk_size=min(chunk, runs), progress=False))
+        steady_s, ds = common.timed(
+            lambda: gl.run(spec, chunk_size=min(chunk, runs), progress=False)
+        )
     result = dict(
-        runs=runs, chunk=min(chunk, runs), first_s=first, compile_s=compile_s, steady_s=steady_s,
-        steady_measured=steady, rss_before_mb=before, peak_rss_mb=peak_rss_mb(),
+        runs=runs,
+        chunk=min(chunk, runs),
+        first_s=first,
+        compile_s=compile_s,
+        steady_s=steady_s,
+        steady_measured=steady,
+        rss_before_mb=before,
+        peak_rss_mb=peak_rss_mb(),
         dataset_mb=ds.nbytes / 2**20,
     )
     print("RESULT " + json.dumps(result), flush=True)
@@ -93,30 +101,64 @@ def main() -> None:
     print(f"article workload, {args.epochs} epoch(s), chunks of at most {args.chunk_size} runs")
     rows, records = [], []
     for runs in args.sizes or sizes(args.max_runs):
-        cmd = [sys.executable, os.path.abspath(__file__), "--child", str(runs),
-               "--chunk-size", str(args.chunk_size), "--epochs", str(args.epochs)]
+        cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--child",
+            str(runs),
+            "--chunk-size",
+            str(args.chunk_size),
+            "--epochs",
+            str(args.epochs),
+        ]
         cmd += ["--steady"] if args.steady else []
         proc = subprocess.run(cmd, capture_output=True, text=True)
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
         if proc.returncode or not lines:
             print(f"R={runs}: child failed (exit {proc.returncode})\n{proc.stderr[-3000:]}")
             break
-        r = json.loads(lines[-1][len("RESULT "):])
+        r = json.loads(lines[-1][len("RESULT ") :])
         r["ms_per_run_epoch"] = r["steady_s"] / runs / args.epochs * 1e3
         r["rss_growth_mb"] = r["peak_rss_mb"] - r["rss_before_mb"]
         records.append(r)
-        rows.append([runs, r["chunk"], r["compile_s"], r["steady_s"], r["ms_per_run_epoch"],
-                     r["rss_before_mb"], r["peak_rss_mb"], r["rss_growth_mb"], r["dataset_mb"]])
+        rows.append(
+            [
+                runs,
+                r["chunk"],
+                r["compile_s"],
+                r["steady_s"],
+                r["ms_per_run_epoch"],
+                r["rss_before_mb"],
+                r["peak_rss_mb"],
+                r["rss_growth_mb"],
+                r["dataset_mb"],
+            ]
+        )
         print(f"R={runs}: {r['steady_s']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
-    headers = ["runs", "chunk", "compile s", "run s", "ms/run-epoch", "RSS before MB",
-               "peak RSS MB", "growth MB", "Dataset MB"]
+    headers = [
+        "runs",
+        "chunk",
+        "compile s",
+        "run s",
+        "ms/run-epoch",
+        "RSS before MB",
+        "peak RSS MB",
+        "growth MB",
+        "Dataset MB",
+    ]
     print()
     print(common.table(headers, rows))
-    print("run s: wall time of gl.run less its compile time" +
-          (" (a second call)" if args.steady else "") +
-          ";\ngrowth: peak RSS - RSS before gl.run (compilation included); Dataset: the result's size")
-    common.write_json(args.json, {"machine": info, "epochs": args.epochs,
-                                  "chunk_size": args.chunk_size, "results": records})
+    print(common.load_line())
+    print(
+        "run s: wall time of gl.run less its compile time"
+        + (" (a second call)" if args.steady else "")
+        + ";\ngrowth: peak RSS - RSS before gl.run (compilation included); "
+        "Dataset: the result's size"
+    )
+    common.write_json(
+        args.json,
+        {"machine": info, "epochs": args.epochs, "chunk_size": args.chunk_size, "results": records},
+    )
 
 
 if __name__ == "__main__":

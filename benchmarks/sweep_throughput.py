@@ -6,7 +6,10 @@ gradlab's default metrics, for R runs = seeds x learning rates x init scales. Ev
 the same configurations, records the loss of every step, and afterwards computes what gradlab
 returns per run: the loss on the training set and the loss and accuracy on the test set.
 
-Methods, all measured in this one process, side by side:
+Methods, all measured in this one process, side by side: for each R every method is prepared
+(compiled, warmed up), then timed in ``--repeats`` rounds that call each method once in turn,
+so that the changing load of a shared machine falls on all of them alike; the table shows the
+median of the rounds (Keras, 100x slower, is timed once up front).
 
 - ``gradlab first call``: ``gl.run`` with an empty program cache (includes compilation).
 - ``gradlab steady``: median of ``--repeats`` further ``gl.run`` calls of the same spec, which
@@ -21,9 +24,12 @@ Methods, all measured in this one process, side by side:
 - ``torch.func vmap`` (if torch is installed): ``stack_module_state`` + ``functional_call`` +
   ``vmap(grad_and_value)`` over all R runs, with Adam written on the stacked tensors.
 - ``torch loop`` (if torch is installed): one ``nn.Sequential`` + ``torch.optim.Adam`` per
-  configuration, eager, on ``--torch-configs`` configurations, extrapolated; one intra-op
-  thread (with two, OpenMP's spin-waiting made it 10-50x slower whenever another process was
-  busy on this shared 2-core machine; ``torch.func`` keeps torch's default thread count).
+  configuration, eager, on ``--torch-configs`` configurations, extrapolated.
+
+Both torch methods run with ``--torch-threads`` intra-op threads (default 1): on this shared
+2-core machine, with two threads OpenMP's spin-waiting made the eager loop 10-50x and the
+``torch.func`` ensemble up to 10x slower whenever another process was busy on a core; on an idle
+machine two threads made ``torch.func`` about 1.7x faster (R = 256).
 - ``keras`` (if keras is installed; Keras 3 on its JAX backend): the article's own code, a
   ``Sequential`` of Dense(10, relu) x2 and Dense(10, softmax), Adam, sparse categorical
   cross-entropy, ``fit(batch_size=32, epochs=1)`` then ``evaluate`` on the test set; median
@@ -53,6 +59,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import math
 import os
 import sys
@@ -66,9 +73,9 @@ import numpy as np
 import optax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+import common
 
-import gradlab as gl  # noqa: E402
+import gradlab as gl
 
 METHODS = ("gradlab", "jax-loop", "jax-vmap", "torch-func", "torch-loop", "keras")
 ADAM_FLOPS_PER_PARAM = 14
@@ -95,7 +102,7 @@ def load_workload(epochs: int) -> dict[str, Any]:
 
 def workload_cost(widths: list[int], batch: int, steps: int) -> dict[str, float]:
     """FLOPs and bytes of optimizer-state traffic of one run's training (see the docstring)."""
-    pairs = list(zip(widths[:-1], widths[1:]))
+    pairs = list(itertools.pairwise(widths))
     n_params = sum(a * b + b for a, b in pairs)
     forward = 2 * batch * sum(a * b for a, b in pairs)
     backward = forward + 2 * batch * sum(a * b for a, b in pairs[1:])
@@ -118,7 +125,7 @@ def best_time(fn, *args, repeats: int = 5) -> float:
 
 
 def measure_peaks() -> dict[str, float]:
-    """FLOP rate of a large float32 GEMM and bandwidth of an in-place axpy, on the default device."""
+    """FLOP rate of a large float32 GEMM and bandwidth of an in-place axpy (default device)."""
     gpu = jax.default_backend() != "cpu"
     n = 8192 if gpu else 2048
     a = jnp.ones((n, n), jnp.float32)
@@ -196,23 +203,28 @@ def jax_functions(w: dict[str, Any]):
     return init, train
 
 
-def time_jax_loop(w, cfgs, repeats):
-    """Per-run seconds of the jitted one-configuration training, called in a Python loop."""
+def jax_loop(w, cfgs):
+    """The jitted one-configuration training, called in a Python loop over ``cfgs``.
+
+    Returns (compile seconds, the first configuration's step losses, once); ``once()`` trains
+    every configuration of ``cfgs`` and returns the seconds per run.
+    """
     init, train = jax_functions(w)
     one = jax.jit(lambda seed, lr, scale: train(init(seed, scale), lr))
-    args = lambda c: (jnp.int32(c[0]), jnp.float32(c[1]), jnp.float32(c[2]))  # noqa: E731
+    args = lambda c: (jnp.int32(c[0]), jnp.float32(c[1]), jnp.float32(c[2]))
     compile_s, first = common.timed(lambda: jax.block_until_ready(one(*args(cfgs[0]))))
-    per_run = []
-    for _ in range(repeats):
+
+    def once():
         t0 = time.perf_counter()
         for c in cfgs:
             jax.block_until_ready(one(*args(c)))
-        per_run.append((time.perf_counter() - t0) / len(cfgs))
-    return {"per_run_s": common.median(per_run), "compile_s": compile_s, "losses0": first[0]}
+        return (time.perf_counter() - t0) / len(cfgs)
+
+    return compile_s, np.asarray(first[0]), once
 
 
-def time_jax_vmap(w, cfgs, repeats, chunk):
-    """Seconds for all ``cfgs`` with a hand-written jit(vmap(train)) over chunks of runs."""
+def jax_vmap(w, cfgs, chunk):
+    """A hand-written jit(vmap(train)) over chunks of runs: (first call seconds, once)."""
     init, train = jax_functions(w)
     chunk = min(chunk, len(cfgs))
     init_chunk = jax.jit(lambda s, sc: jax.lax.map(lambda a: init(*a), (s, sc)))
@@ -226,13 +238,14 @@ def time_jax_vmap(w, cfgs, repeats, chunk):
         out = []
         for c in range(n_chunks):
             part = cols[c * chunk : (c + 1) * chunk]
-            params = init_chunk(jnp.asarray(part[:, 0], jnp.int32), jnp.asarray(part[:, 2], jnp.float32))
+            params = init_chunk(
+                jnp.asarray(part[:, 0], jnp.int32), jnp.asarray(part[:, 2], jnp.float32)
+            )
             out.append(jax.device_get(train_chunk(params, jnp.asarray(part[:, 1], jnp.float32))))
         return out
 
     first_s, _ = common.timed(sweep)
-    times = [common.timed(sweep)[0] for _ in range(repeats)]
-    return {"total_s": common.median(times), "first_s": first_s}
+    return first_s, lambda: common.timed(sweep)[0]
 
 
 # ----------------------------------------------------------------------------- PyTorch
@@ -242,7 +255,7 @@ def torch_data(w, device):
     import torch
 
     d = w["data"]
-    t = lambda a, dt: torch.as_tensor(np.asarray(a), dtype=dt, device=device)  # noqa: E731
+    t = lambda a, dt: torch.as_tensor(np.asarray(a), dtype=dt, device=device)
     return (
         t(d.x_train, torch.float32),
         t(d.y_train, torch.long),
@@ -257,7 +270,7 @@ def torch_model(widths, seed, scale):
 
     torch.manual_seed(seed)
     layers = []
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(widths)):
         lin = torch.nn.Linear(a, b)
         torch.nn.init.normal_(lin.weight, std=scale / math.sqrt(a))
         torch.nn.init.zeros_(lin.bias)
@@ -265,16 +278,12 @@ def torch_model(widths, seed, scale):
     return torch.nn.Sequential(*layers)
 
 
-def time_torch_loop(w, cfgs, repeats, device):
-    """Per-run seconds of eager PyTorch: one model and torch.optim.Adam per configuration."""
+def torch_loop(w, cfgs, device):
+    """Eager PyTorch, one model and torch.optim.Adam per configuration: ``once`` -> s/run."""
     import torch
     import torch.nn.functional as F
 
     x, y, xt, yt, order = torch_data(w, device)
-    # One thread: these tiny ops gain nothing from more, and OpenMP threads that spin-wait
-    # collapse (seconds per run) when another process holds one of the cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
 
     def one(seed, lr, scale):
         model = torch_model(w["widths"], seed, scale).to(device)
@@ -295,19 +304,22 @@ def time_torch_loop(w, cfgs, repeats, device):
             torch.cuda.synchronize()
         return out
 
-    one(*cfgs[0])  # warm-up
-    per_run = []
-    for _ in range(repeats):
+    def once():
         t0 = time.perf_counter()
         for c in cfgs:
             one(*c)
-        per_run.append((time.perf_counter() - t0) / len(cfgs))
-    torch.set_num_threads(threads)
-    return {"per_run_s": common.median(per_run)}
+        return (time.perf_counter() - t0) / len(cfgs)
+
+    one(*cfgs[0])  # warm-up
+    return once
 
 
-def time_torch_func(w, cfgs, repeats, device):
-    """Seconds for all ``cfgs`` at once: torch.func vmap ensemble with Adam on stacked tensors."""
+def torch_func(w, cfgs, device):
+    """torch.func vmap ensemble over all ``cfgs``, Adam on stacked tensors.
+
+    Returns (first call seconds, setup seconds, once); ``once()`` -> seconds for all runs, model
+    construction and stacking (the setup) included.
+    """
     import copy
 
     import torch
@@ -318,10 +330,13 @@ def time_torch_func(w, cfgs, repeats, device):
     b1, b2, eps = 0.9, 0.999, 1e-8
 
     def sweep():
-        models = [torch_model(w["widths"], s, sc).to(device) for s, _, sc in cfgs]
+        t0 = time.perf_counter()
+        models = [torch_model(w["widths"], s, sc) for s, _, sc in cfgs]
         params, buffers = stack_module_state(models)
-        params = {k: v.detach() for k, v in params.items()}
+        params = {k: v.detach().to(device) for k, v in params.items()}
+        buffers = {k: v.to(device) for k, v in buffers.items()}
         base = copy.deepcopy(models[0]).to("meta")
+        setup_s = time.perf_counter() - t0
         lr = torch.tensor([c[1] for c in cfgs], dtype=torch.float32, device=device)
 
         def loss_fn(p, b, xb, yb):
@@ -349,7 +364,9 @@ def time_torch_func(w, cfgs, repeats, device):
                 for i in range(0, xs.shape[0], EVAL_BLOCK):
                     logits = forward(params, buffers, xs[i : i + EVAL_BLOCK])
                     yb = ys[i : i + EVAL_BLOCK]
-                    ce = F.cross_entropy(logits.transpose(1, 2), yb.expand(len(cfgs), -1), reduction="none")
+                    ce = F.cross_entropy(
+                        logits.transpose(1, 2), yb.expand(len(cfgs), -1), reduction="none"
+                    )
                     loss = loss + ce.sum(-1)
                     hits = hits + (logits.argmax(-1) == yb).float().sum(-1)
                 return loss / xs.shape[0], hits / xs.shape[0]
@@ -357,18 +374,18 @@ def time_torch_func(w, cfgs, repeats, device):
             out = torch.stack(losses), evaluate(x, y)[0], *evaluate(xt, yt)
         if device != "cpu":
             torch.cuda.synchronize()
-        return out
+        return setup_s, out
 
-    first_s, _ = common.timed(sweep)
-    times = [common.timed(sweep)[0] for _ in range(repeats)]
-    return {"total_s": common.median(times), "first_s": first_s}
+    first_s, (setup_s, _) = common.timed(sweep)
+    return first_s, setup_s, lambda: common.timed(sweep)[0]
 
 
 # ----------------------------------------------------------------------------- Keras
 
 
-def time_keras(w, cfgs, epochs):
-    """Per-run seconds of the article's Keras code (build, compile, fit, evaluate)."""
+def keras_per_run(w, cfgs, epochs):
+    """Per-run seconds of the article's Keras code (build, compile, fit, evaluate): the median
+    over ``cfgs[1:]`` after a warm-up run on ``cfgs[0]``."""
     os.environ.setdefault("KERAS_BACKEND", "jax")
     import keras
 
@@ -416,7 +433,8 @@ def main() -> None:
     parser.add_argument("--loop-configs", type=int, default=16, help="configs timed, jax loop")
     parser.add_argument("--torch-configs", type=int, default=8, help="configs timed, torch loop")
     parser.add_argument("--keras-runs", type=int, default=3, help="runs timed, keras")
-    parser.add_argument("--skip", nargs="*", default=[], choices=METHODS)
+    parser.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--skip", nargs="*", default=[], choices=METHODS, action="extend")
     parser.add_argument("--json", default=None, help="write the numbers to this file")
     args = parser.parse_args()
 
@@ -442,70 +460,99 @@ def main() -> None:
         import torch
 
         torch_device = "cuda" if torch.cuda.is_available() else "cpu"
+        torch.set_num_threads(args.torch_threads)
 
-    # Per-run loops: the time of one run does not depend on R, so they are measured once.
+    # Per-run methods: prepared (compiled, warmed up) once, timed within every R's rounds.
     all_cfgs = common.configs(max(args.runs))
-    loops: dict[str, dict[str, Any]] = {}
+    loop_cfgs = common.spread(all_cfgs, args.loop_configs)
+    per_run: dict[str, Any] = {}
     if "jax-loop" not in args.skip:
-        loops["jax loop"] = time_jax_loop(
-            w, common.spread(all_cfgs, args.loop_configs), args.repeats
-        )
-        print(f"jax loop: {loops['jax loop']['per_run_s'] * 1e3:.1f} ms/run", flush=True)
+        loop_compile_s, loop_losses0, per_run["jax loop"] = jax_loop(w, loop_cfgs)
     if "torch-loop" not in args.skip and installed("torch"):
-        loops["torch loop"] = time_torch_loop(
-            w, common.spread(all_cfgs, args.torch_configs), args.repeats, torch_device
+        per_run["torch loop"] = torch_loop(
+            w, common.spread(all_cfgs, args.torch_configs), torch_device
         )
-        print(f"torch loop: {loops['torch loop']['per_run_s'] * 1e3:.1f} ms/run", flush=True)
+    keras_s = None
     if "keras" not in args.skip and installed("keras"):
-        res = time_keras(w, common.spread(all_cfgs, args.keras_runs + 1), args.epochs)
+        res = keras_per_run(w, common.spread(all_cfgs, args.keras_runs + 1), args.epochs)
         if "skipped" in res:
             print(f"keras: skipped ({res['skipped']})")
         else:
-            loops["keras"] = res
-            print(f"keras: {res['per_run_s'] * 1e3:.1f} ms/run", flush=True)
+            keras_s = res["per_run_s"]
+            print(f"keras: {keras_s * 1e3:.0f} ms/run (median of {res['runs_timed']})", flush=True)
     for name, needs in (("torch", ("torch-func", "torch-loop")), ("keras", ("keras",))):
         if not installed(name) and not set(needs) <= set(args.skip):
             print(f"{name} is not installed: its baselines are skipped")
 
     rows, records = [], []
-    loop_ms = loops["jax loop"]["per_run_s"] * 1e3 / args.epochs if "jax loop" in loops else None
 
-    def add(runs, method, total_s, note=""):
+    def add(runs, method, total_s, loop_s, note="", samples=None):
         ms = total_s / runs * 1e3 / args.epochs
-        speedup = loop_ms / ms if loop_ms else None
+        speedup = loop_s * runs / total_s if loop_s else None
         pct = 100 * roof_s / (total_s / runs)
         rows.append([runs, method, total_s, ms, speedup, pct, note])
         records.append(
-            dict(runs=runs, method=method, total_s=total_s, ms_per_run_epoch=ms,
-                 speedup_vs_jax_loop=speedup, roofline_pct=pct, note=note)
+            dict(
+                runs=runs,
+                method=method,
+                total_s=total_s,
+                ms_per_run_epoch=ms,
+                speedup_vs_jax_loop=speedup,
+                roofline_pct=pct,
+                note=note,
+                samples_s=samples,
+            )
         )
 
     for runs in args.runs:
         cfgs = common.configs(runs)
+        timers: dict[str, Any] = {}  # name -> once(): seconds for all R runs
+        notes: dict[str, str] = {}
+        first: dict[str, float] = {}
         if "gradlab" not in args.skip:
             spec = common.article_spec(runs, epochs=args.epochs)
             chunk = None if args.chunk_size is None else min(args.chunk_size, runs)
-            g = common.gradlab_timings(spec, args.repeats, chunk)
-            add(runs, "gradlab first call", g["first_s"], f"compile {g['compile_s']:.1f} s")
-            note = "RECOMPILED" if g["recompiled"] else "compile 0 s"
-            add(runs, "gradlab steady", g["steady_s"], note)
-            if "jax loop" in loops:  # same computation? compare the first run's step losses
-                ref = np.asarray(loops["jax loop"]["losses0"])
-                got = g["dataset"]["loss"].isel(optimizer=0).values.reshape(runs, -1)
-                first = common.spread(all_cfgs, args.loop_configs)[0]
-                if first == cfgs[0]:
-                    diff = float(np.nanmax(np.abs(got[0][: len(ref)] - ref)))
-                    print(f"R={runs}: gradlab vs jax loop, run 0 step losses, max |diff| {diff:.2e}")
+            g = common.GradlabSweep(spec, chunk)
+            timers["gradlab steady"] = g.once
+            first["gradlab first call"] = g.first_s
+            notes["gradlab first call"] = f"compile {g.compile_s:.1f} s"
+            if "jax loop" in per_run and loop_cfgs[0] == cfgs[0]:  # the same computation?
+                got = g.dataset["loss"].isel(optimizer=0).values.reshape(runs, -1)[0]
+                diff = float(np.nanmax(np.abs(got[: len(loop_losses0)] - loop_losses0)))
+                print(f"R={runs}: run 0 step losses, gradlab vs jax loop: max |diff| {diff:.1e}")
         if "jax-vmap" not in args.skip:
-            v = time_jax_vmap(w, cfgs, args.repeats, args.chunk_size or 4096)
-            add(runs, "jax vmap (hand-written)", v["total_s"], f"first {v['first_s']:.1f} s")
+            first_s, timers["jax vmap (hand-written)"] = jax_vmap(w, cfgs, args.chunk_size or 4096)
+            notes["jax vmap (hand-written)"] = f"first call {first_s:.1f} s"
         if "torch-func" not in args.skip and installed("torch"):
-            v = time_torch_func(w, cfgs, args.repeats, torch_device)
-            add(runs, f"torch.func vmap ({torch_device})", v["total_s"])
-        for name, res in loops.items():
-            n = res.get("runs_timed")
-            note = "extrapolated" + (f" from {n} runs" if n else "")
-            add(runs, name, res["per_run_s"] * runs, note)
+            name = f"torch.func vmap ({torch_device})"
+            _, setup_s, timers[name] = torch_func(w, cfgs, torch_device)
+            notes[name] = f"setup {setup_s:.2f} s included"
+        for name, once in per_run.items():
+            timers[name] = lambda once=once, runs=runs: once() * runs
+            timed_runs = len(loop_cfgs) if name == "jax loop" else args.torch_configs
+            notes[name] = f"extrapolated from {timed_runs} runs"
+            if name == "jax loop":
+                notes[name] += f", compile {loop_compile_s:.1f} s"
+        samples = common.rounds(timers, args.repeats)
+        total = {name: common.median(v) for name, v in samples.items()}
+        if keras_s is not None:
+            total["keras"] = keras_s * runs
+            notes["keras"] = f"extrapolated from {args.keras_runs} runs, measured once"
+        loop_s = total["jax loop"] / runs if "jax loop" in total else None
+        for name, seconds in first.items():
+            add(runs, name, seconds, loop_s, notes[name])
+        if "gradlab steady" in total:
+            add(
+                runs,
+                "gradlab steady",
+                total["gradlab steady"],
+                loop_s,
+                "RECOMPILED" if g.recompiled else "compile 0 s",
+                samples["gradlab steady"],
+            )
+        for name, seconds in total.items():
+            if name != "gradlab steady":
+                add(runs, name, seconds, loop_s, notes.get(name, ""), samples.get(name))
         print(f"R={runs} done", flush=True)
 
     headers = ["runs", "method", "total s", "ms/run-epoch", "speedup vs loop", "% roofline", "note"]
@@ -515,6 +562,7 @@ def main() -> None:
         f"\nroofline: {roof_s / args.epochs * 1e3:.2f} ms per run-epoch "
         f"(max of compute and memory terms above); speedup = jax loop ms / method ms"
     )
+    print(common.load_line())
     common.write_json(
         args.json,
         {
@@ -522,7 +570,6 @@ def main() -> None:
             "workload": {"runs": args.runs, "epochs": args.epochs, "steps": w["steps"], **cost},
             "peaks": peaks,
             "roofline_s_per_run": roof_s,
-            "loops": {k: {"per_run_s": v["per_run_s"]} for k, v in loops.items()},
             "results": records,
         },
     )

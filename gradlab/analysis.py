@@ -44,6 +44,7 @@ __all__ = [
     "edge_of_stability",
     "empirical_chi1",
     "fire_rate",
+    "fixed_point_chi1",
     "format_table",
     "grid_axes",
     "markdown_table",
@@ -1284,3 +1285,51 @@ def crossing(da: xr.DataArray, dim: str, level: float = 1.0, log: bool = True) -
         first, da.astype(float), input_core_dims=[[dim]], vectorize=True, output_dtypes=[float]
     )
     return out.rename(f"{dim}_crossing")
+
+
+def fixed_point_chi1(ds: xr.Dataset, skip: int = 4, step: int = 0) -> xr.DataArray:
+    r"""Measured χ1 past the input transient: geometric mean over the deeper hidden-layer pairs.
+
+    Mean-field χ1 is defined at the fixed point q* of the length map; the first layers of a
+    network are still relaxing from the input's length towards q* (over a few ξ_q layers), and
+    their backward gain differs. This is :func:`empirical_chi1` restricted to the pairs
+    (l − 1, l) with ``skip`` < l ≤ L − 2:
+
+    .. math:: \hat\chi_1 = \Big(\prod_{l=\mathrm{skip}+1}^{L-2}
+       \hat\chi_1^{(l)}\Big)^{1/(L-2-\mathrm{skip})}
+       = \left(\frac{\mathrm{rms}(\delta_{\mathrm{skip}})^2}
+       {\mathrm{rms}(\delta_{L-2})^2}\right)^{1/(L-2-\mathrm{skip})}
+
+    ``skip=0`` is :func:`empirical_chi1`.
+
+    Args:
+      ds: a result Dataset with ``delta_rms_layer``.
+      skip: how many pairs nearest the input to leave out.
+      step: the logged step to read (default 0, the initialisation).
+
+    Returns:
+      A DataArray over ``(optimizer, *grid)``; NaN for runs with no pair left.
+
+    Raises:
+      ValueError: no model in the sweep has ``skip + 1`` interior pairs.
+
+    Example:
+      >>> fixed_point_chi1(ds, skip=5).median("seed")  # doctest: +SKIP
+
+    References:
+      Schoenholz et al., *Deep Information Propagation*, ICLR 2017 (eqs. 4 and 9: q* and χ1).
+    """
+    if skip < 0:
+        raise ValueError(f"skip must be >= 0, got {skip}")
+    depth = ds["delta_rms_layer"].sel(step=step).notnull().sum("layer")
+    if int(depth.max()) < skip + 3:
+        raise ValueError(
+            f"no interior layer pair left after skipping {skip}: the deepest model here has "
+            f"{int(depth.max())} layers"
+        )
+    pairs = chi1_profile(ds, step)
+    index = xr.DataArray(np.arange(1, ds.sizes["layer"]), dims="layer")
+    with np.errstate(invalid="ignore", divide="ignore"), _quiet():
+        logs = np.log(pairs).where((index <= depth - 2) & (index > skip))
+        out = np.exp(logs.mean("layer"))
+    return out.rename("chi1").assign_attrs(step=step, pairs=f"(l-1, l), l = {skip + 1}..L-2")

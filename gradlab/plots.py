@@ -239,6 +239,12 @@ def _chains(ds: xr.Dataset) -> list[str]:
     return [str(c) for c in ds["optimizer"].values]
 
 
+def _legend_row(axes: list[Axes]) -> str:
+    """Where a legend outside the right edge goes: beside the top row, or, for a single (narrow)
+    panel, centred, clear of the title above it."""
+    return "center" if len(axes) == 1 else "upper"
+
+
 def _suptitle(fig: Figure, title: str, subtitle: str) -> None:
     title = title[:1].upper() + title[1:]
     fig.suptitle(f"{title}\n{subtitle}" if subtitle else title, fontsize=11)
@@ -522,7 +528,8 @@ def _band_panels(
         labels.append("divergence of one run")
     handles.append(Patch(color="0.5", alpha=0.3))
     labels.append("inter-quartile range")
-    fig.legend(handles, labels, loc="outside right upper", fontsize=8)
+    # one panel: keep the legend clear of the (wider) title
+    fig.legend(handles, labels, loc=f"outside right {_legend_row(axes)}", fontsize=8)
     _suptitle(fig, title, _pool_note(ds, pool))
     return fig
 
@@ -623,7 +630,10 @@ def layer_profile(
         ylabel=_label(var), log=log, worst=np.inf, marks=False,
     )  # fmt: skip
     for ax in fig.axes:
-        ax.set_xticks(ds["layer"].values)
+        if ds.sizes["layer"] <= 12:
+            ax.set_xticks(ds["layer"].values)
+        else:  # one tick per layer would collide
+            ax.xaxis.set_major_locator(MaxNLocator(10, integer=True))
     return fig
 
 
@@ -703,6 +713,7 @@ def mean_field_diagram(
     sel: Mapping[str, Any] | None = None,
     depth_multiple: float = 6.0,
     step: int = 0,
+    skip: int = 0,
     annotate: bool | None = None,
 ) -> Figure:
     r"""A mean-field phase diagram in the variables of the theory: σ_w² across, σ_b² or depth up.
@@ -712,9 +723,11 @@ def mean_field_diagram(
     (2016) and Schoenholz et al. (2017), one panel per chain, with the theory on top:
 
     - ``y="bias_std"``: colour the measured χ1 (``metric="chi1"``, the median of
-      :func:`gradlab.analysis.empirical_chi1` at ``step``; blue = ordered, gradients vanish; red
-      = chaotic, gradients explode), with the measured χ1 = 1 contour (solid) and the theoretical
-      order-to-chaos line σ²_w,c(σ_b²) of :func:`gradlab.theory.critical_sigma_w2` (dashed);
+      :func:`gradlab.analysis.fixed_point_chi1` at ``step``, which is
+      :func:`gradlab.analysis.empirical_chi1` for ``skip=0``; blue = ordered, gradients vanish;
+      red = chaotic, gradients explode), with the measured χ1 = 1 contour (solid) and the
+      theoretical order-to-chaos line σ²_w,c(σ_b²) of :func:`gradlab.theory.critical_sigma_w2`
+      (dashed);
     - ``y`` another grid axis, e.g. ``"depth"`` (joined with
       :func:`gradlab.analysis.concat_sweeps`): colour any per-run metric as
       :func:`phase_diagram` does (e.g. ``"test_accuracy"``), with ``depth_multiple`` × ξ_c(σ_w²,
@@ -729,6 +742,8 @@ def mean_field_diagram(
       sel: grid values to fix first.
       depth_multiple: the multiple of ξ_c drawn when ``y`` is not ``bias_std``.
       step: the logged step for ``metric="chi1"``.
+      skip: for ``metric="chi1"``, leave out the ``skip`` layer pairs nearest the input, whose
+        lengths have not reached q* yet (:func:`gradlab.analysis.fixed_point_chi1`).
       annotate: write each cell's value; default when there are at most 100 cells.
 
     Returns:
@@ -753,7 +768,7 @@ def mean_field_diagram(
     ds = _sorted(ds, x, y)
     keep = [x, y]
     if isinstance(metric, str) and metric == "chi1":
-        chi = analysis.empirical_chi1(ds, step=step)
+        chi = analysis.fixed_point_chi1(ds, skip=skip, step=step)
         pool = [d for d in chi.dims if d not in ("optimizer", *keep)]
         with analysis._quiet():
             values, name = chi.median(pool), "chi1"
@@ -812,14 +827,14 @@ def mean_field_diagram(
                         color="white" if dark else "black", zorder=3,
                     )  # fmt: skip
         if y == "bias_std":
-            sb2 = np.linspace(ye[0], ye[-1], 60)
+            sb2 = np.linspace(ye[0], ye[-1], 30)
             crit = np.asarray(theory.critical_sigma_w2(activation, sb2), dtype=float)
             ax.plot(crit, sb2, zorder=4, **theory_style)
             if name == "chi1" and len(xs) > 1 and len(ys) > 1 and np.isfinite(z).all():
                 if z.min() < 1 < z.max():
                     ax.contour(xs, ys, z, levels=[1.0], colors="black", linewidths=1.5, zorder=4)
         else:
-            sw2 = np.linspace(xe[0], xe[-1], 200) if not xlog else np.geomspace(xe[0], xe[-1], 200)
+            sw2 = (np.geomspace if xlog else np.linspace)(xe[0], xe[-1], 80)
             xi_c = np.asarray(theory.depth_scales(activation, sw2, (sb or 0.0) ** 2)[1], float)
             depth = np.where(np.isfinite(xi_c), depth_multiple * xi_c, 1e9)
             ax.plot(sw2, depth, zorder=4, **theory_style)
@@ -869,6 +884,7 @@ def sharpness_vs_bound(
     hue: str | None = "auto",
     sel: Mapping[str, Any] | None = None,
     var: str = "sharpness",
+    log: bool | None = None,
 ) -> Figure:
     """Measured sharpness λ_max during training against its stability bound (dashed).
 
@@ -882,6 +898,8 @@ def sharpness_vs_bound(
       hue: grid axis to colour by (default the learning rate, if swept).
       sel: grid values to fix first.
       var: ``"sharpness"`` or ``"precond_sharpness"``.
+      log: log y axis; default when the values (and bounds) span more than a decade, so that an
+        edge-of-stability plateau is read on a linear scale.
 
     Returns:
       The Figure.
@@ -921,10 +939,16 @@ def sharpness_vs_bound(
                 ax.plot(steps, s, "o-", ms=3, color=color, label=label)
                 if bound is not None:
                     ax.plot(steps, bound.sel(pick).median(pool), "--", color=color, lw=1.2)
-        ax.set_yscale("log")
         ax.set_title(chain, fontsize=10)
         ax.grid(alpha=0.3)
-    _tidy_log(axes[0])
+    if log is None:
+        shown = np.concatenate([line.get_ydata() for ax in axes for line in ax.get_lines()])
+        shown = shown[np.isfinite(shown) & (shown > 0)]
+        log = bool(shown.size) and float(shown.max() / shown.min()) > 10
+    if log:
+        for ax in axes:
+            ax.set_yscale("log")
+        _tidy_log(axes[0])
     _label_panels(axes, _label("step"), _label(var))
     handles, labels = axes[0].get_legend_handles_labels()
     handles += [Line2D([], [], color="0.3", ls="-", marker="o", ms=3)]
@@ -934,7 +958,7 @@ def sharpness_vs_bound(
         labels.append(
             r"bound, e.g. $38/\eta$" if var == "precond_sharpness" else r"bound, e.g. $2/\eta$"
         )
-    fig.legend(handles, labels, loc="outside right upper", fontsize=8)
+    fig.legend(handles, labels, loc=f"outside right {_legend_row(axes)}", fontsize=8)
     what = "Preconditioned sharpness" if var == "precond_sharpness" else "Sharpness"
     _suptitle(fig, f"{what} against its stability bound", _pool_note(ds, pool))
     return fig

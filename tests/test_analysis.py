@@ -552,3 +552,18 @@ def test_crossing_interpolates_the_first_crossing():
     assert float(lin) == pytest.approx(2 + 0.2 / 0.45)
     unsorted = y.isel(s=[3, 0, 2, 1])
     xr.testing.assert_allclose(analysis.crossing(unsorted, "s"), got)
+
+
+def test_fixed_point_chi1_skips_the_pairs_nearest_the_input():
+    # 6 layers (5 hidden + output): pair ratios 16, 4, 1, 1 (interior), 100 (output)
+    d = np.array([[16.0, 4.0, 2.0, 2.0, 2.0, 0.2]])
+    ds = layered(d)
+    assert float(analysis.fixed_point_chi1(ds, skip=0).squeeze()) == pytest.approx(
+        float(analysis.empirical_chi1(ds).squeeze())
+    )
+    assert float(analysis.fixed_point_chi1(ds, skip=1).squeeze()) == pytest.approx(4 ** (1 / 3))
+    assert float(analysis.fixed_point_chi1(ds, skip=2).squeeze()) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="no interior layer pair"):
+        analysis.fixed_point_chi1(ds, skip=4)
+    with pytest.raises(ValueError, match="skip"):
+        analysis.fixed_point_chi1(ds, skip=-1)

@@ -306,6 +306,10 @@ def test_sharpness_vs_bound_for_preconditioned_sharpness():
     assert ax.get_ylabel().startswith("preconditioned sharpness")
     with pytest.raises(ValueError, match="'sharpness'"):
         plots.sharpness_vs_bound(ds)
+    assert ax.get_yscale() == "log"  # bounds 2/η over three decades
+    narrow = make_dataset({"seed": [0, 1], "learning_rate": [0.1, 0.2]}, sharpness=True)
+    assert panels(plots.sharpness_vs_bound(narrow))[0].get_yscale() == "linear"  # a plateau
+    assert panels(plots.sharpness_vs_bound(narrow, log=True))[0].get_yscale() == "log"
 
 
 def test_mean_field_diagram_draws_variances_measured_chi1_and_the_critical_line():
@@ -332,6 +336,10 @@ def test_mean_field_diagram_draws_variances_measured_chi1_and_the_critical_line(
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == [r"theory: $\chi_1 = 1$ (order | chaos)", r"measured $\chi_1 = 1$"]
     assert len(ax.collections) > 1  # the measured χ1 = 1 contour (σ_w² = 1 is in the grid)
+    skipped = panels(plots.mean_field_diagram(ds, activation="tanh", skip=1))[0]
+    np.testing.assert_allclose(skipped.collections[0].get_array(), mesh.get_array(), rtol=1e-6)
+    with pytest.raises(ValueError, match="no interior layer pair"):
+        plots.mean_field_diagram(ds, activation="tanh", skip=2)
 
 
 def test_mean_field_diagram_over_depth_draws_six_xi_c():
