@@ -40,6 +40,10 @@ __all__ = ["Group", "Plan", "load_data", "make_plan", "run"]
 
 EVAL_BATCH = 1000
 DEFAULT_MEMORY_BUDGET = 2 * 2**30  # bytes for one chunk's outputs and working set
+# Runs per device in one compiled call. Larger chunks do not go faster: on the 2-core CPU the
+# article workload at 4,096 runs took 42.9 s in chunks of 256 or 512, 47.5 s in chunks of 1,024
+# and 61.5 s in one chunk (benchmarks/scaling.py), as the working set outgrows the caches.
+MAX_CHUNK = 512
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,7 +171,7 @@ def make_plan(
     num_runs = len(grid_points)
     if chunk_size is None:
         per_run = _bytes_per_run(spec, dataset, len(logged), batch or n_train)
-        chunk_size = max(1, min(num_runs, 4096 * num_devices, memory_budget // per_run))
+        chunk_size = max(1, min(num_runs, MAX_CHUNK * num_devices, memory_budget // per_run))
         if per_run > memory_budget:
             raise ConfigError(
                 f"memory_budget: one run needs about {per_run / 2**20:.0f} MiB, more than the "
@@ -581,7 +585,7 @@ def run(
       out: run directory; finished chunks are written there as they complete, and calling
         ``run`` again with the same spec and ``out`` resumes instead of recomputing.
       chunk_size: runs per compiled call (default: as many as fit ``memory_budget``, at most
-        4096); results do not depend on it.
+        ``MAX_CHUNK`` per device); results do not depend on it.
       progress: show a progress bar (on stderr).
       overwrite: replace a run directory that holds a different spec.
       memory_budget: bytes one chunk may use when ``chunk_size`` is not given.

@@ -180,7 +180,7 @@ def test_memory_budget_picks_the_chunk_size(spec):
     big = spec.replace(grid={**spec.grid, "seed": list(range(1000))})
     roomy = gl.make_plan(big, data)
     tight = gl.make_plan(big, data, memory_budget=2**20)
-    assert roomy.chunk_size == big.num_runs // 2  # one group's 4,000 runs fit
+    assert roomy.chunk_size == 2 * gl.engine.MAX_CHUNK  # the cap per device, not the budget
     assert 1 <= tight.chunk_size < 64
     with pytest.raises(gl.ConfigError, match=r"^memory_budget: one run needs"):
         gl.make_plan(big, data, memory_budget=1000)
