@@ -1,7 +1,7 @@
 """What each metric set costs, relative to ``metrics=("none",)``, on the article workload.
 
 Workload: ``common.article_spec`` (MLP 784-10-10-10 ReLU, MNIST subset, batch 32, one epoch =
-125 steps of Adam) with R runs (``--runs``, default 256). Each variant is one spec; each is run
+125 steps of Adam) with R runs (``--runs``, default 128). Each variant is one spec; each is run
 once to compile (that first call's compile time is reported), then all are timed in
 ``--repeats`` rounds (3 by default) that call every variant once in turn, reusing the compiled
 programs, so that the changing load of a shared machine falls on all variants alike. The table
@@ -14,8 +14,8 @@ Variants: ``none`` (loss only), ``default`` (every per-step and per-layer metric
 ``default+per_example`` (per-example gradients every 10 steps), and ``default`` and ``none``
 with ``log_every=10`` (metrics recorded on every 10th step; divergence still checked every step).
 
-    python benchmarks/metric_overhead.py                 # R = 256, a few minutes
-    python benchmarks/metric_overhead.py --runs 1024 --json overhead.json
+    python benchmarks/metric_overhead.py                 # R = 128, about 4 minutes
+    python benchmarks/metric_overhead.py --runs 256 --json overhead.json   # about 7 minutes
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ VARIANTS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=256)
+    parser.add_argument("--runs", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=common.EPOCHS)
     parser.add_argument("--repeats", type=int, default=3, help="steady-state calls (median)")
     parser.add_argument("--chunk-size", type=int, default=None)

@@ -2,22 +2,25 @@
 
 Workload: ``common.article_spec`` (MLP 784-10-10-10 ReLU, MNIST subset, batch 32, one epoch =
 125 steps of Adam, default metrics) at R = 64, 256, 1024, ... (x4 each time) up to
-``--max-runs`` (default 16,384; 100,000 is the largest size the grid helper is meant for and is
-added when asked for), in chunks of at most ``--chunk-size`` runs (default 4,096) so that the
-compiled program's working set stays bounded.
+``--max-runs`` (default 16,384; up to 100,000 when asked for), or at the sizes ``--sizes``
+lists. Chunking is gradlab's own by default (``chunk_size=None``: as many runs as its memory
+budget allows, at most 4,096), which bounds the compiled program's working set; ``--chunk-size``
+takes one or more explicit chunk sizes instead, and every size is then measured with each
+(a chunk-size sweep: ``--sizes 4096 --chunk-size 256 512 1024 2048 4096``).
 
-Each size runs in a fresh Python subprocess, so nothing (compiled programs, XLA buffers, memory
-high-water marks) carries over between sizes. The child loads the data, records its peak RSS
+Each (size, chunk size) runs in a fresh Python subprocess, so nothing (compiled programs, XLA
+buffers, memory high-water marks) carries over. The child loads the data, records its peak RSS
 so far (``resource.getrusage(RUSAGE_SELF).ru_maxrss``: imports, JAX runtime, data), calls
 ``gl.run`` once, and records its peak RSS again; tracemalloc would not see XLA's allocations.
-The steady-state time of that call is its wall time less its compile time
-(``compile_time_s``); ``--steady`` makes the child call ``gl.run`` a second time (reusing the
-compiled program) and report that call instead. Results are kept in memory (no ``out=``), as
-``gl.run`` returns them, so the peak includes the assembled Dataset.
+The run time of that call is its wall time less its compile time (``compile_time_s``);
+``--steady`` makes the child call ``gl.run`` a second time (reusing the compiled program) and
+report that call instead. Results are kept in memory (no ``out=``), as ``gl.run`` returns them,
+so the peak includes the assembled Dataset.
 
-    python benchmarks/scaling.py                    # 64 ... 16,384 runs (several minutes)
-    python benchmarks/scaling.py --max-runs 4096    # quicker
+    python benchmarks/scaling.py                    # 64 ... 16,384 runs (about 9 minutes here)
+    python benchmarks/scaling.py --max-runs 4096    # quicker (about 2 minutes)
     python benchmarks/scaling.py --max-runs 100000 --json scaling.json
+    python benchmarks/scaling.py --sizes 4096 --chunk-size 256 512 1024 2048 4096
 """
 
 from __future__ import annotations
@@ -38,33 +41,34 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def child(runs: int, chunk: int, epochs: int, steady: bool) -> None:
+def child(runs: int, chunk: int | None, epochs: int, steady: bool) -> None:
     """Run one size and print its measurements as one JSON line."""
     import jax
 
     import gradlab as gl
 
     spec = common.article_spec(runs, epochs=epochs)
-    gl.data.load("mnist")
+    dataset = gl.data.load("mnist")
+    chunk = None if chunk is None else min(chunk, runs)
+    used = gl.engine.make_plan(spec, dataset, chunk).chunk_size  # what gl.run will use
     jax.block_until_ready(jax.numpy.zeros(1) + 1)  # start the runtime before measuring
     before = peak_rss_mb()
     t0 = time.perf_counter()
-    ds = gl.run(spec, chunk_size=min(chunk, runs), progress=False)
+    ds = gl.run(spec, chunk_size=chunk, progress=False)
     first = time.perf_counter() - t0
     compile_s = float(ds.attrs["compile_time_s"])
-    steady_s = first - compile_s
+    run_s = first - compile_s
     if steady:
         del ds
-        steady_s, ds = common.timed(
-            lambda: gl.run(spec, chunk_size=min(chunk, runs), progress=False)
-        )
+        run_s, ds = common.timed(lambda: gl.run(spec, chunk_size=chunk, progress=False))
     result = dict(
         runs=runs,
-        chunk=min(chunk, runs),
+        chunk=used,
+        chunk_given=chunk is not None,
         first_s=first,
         compile_s=compile_s,
-        steady_s=steady_s,
-        steady_measured=steady,
+        run_s=run_s,
+        steady_call=steady,
         rss_before_mb=before,
         peak_rss_mb=peak_rss_mb(),
         dataset_mb=ds.nbytes / 2**20,
@@ -86,55 +90,57 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--max-runs", type=int, default=16384)
     parser.add_argument("--sizes", type=int, nargs="*", help="explicit sizes (overrides x4 steps)")
-    parser.add_argument("--chunk-size", type=int, default=4096)
+    parser.add_argument(
+        "--chunk-size", type=int, nargs="*", default=None, help="chunk sizes (default: gradlab's)"
+    )
     parser.add_argument("--epochs", type=int, default=common.EPOCHS)
     parser.add_argument("--steady", action="store_true", help="time a second gl.run call")
     parser.add_argument("--json", default=None)
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    chunks = args.chunk_size or [None]
     if args.child is not None:
-        child(args.child, args.chunk_size, args.epochs, args.steady)
+        child(args.child, chunks[0], args.epochs, args.steady)
         return
 
     info = common.machine()
     print(common.describe_machine(info))
-    print(f"article workload, {args.epochs} epoch(s), chunks of at most {args.chunk_size} runs")
+    how = "gradlab's default chunking" if chunks == [None] else f"chunk sizes {chunks}"
+    print(f"article workload, {args.epochs} epoch(s), {how}, one subprocess per row")
     rows, records = [], []
     for runs in args.sizes or sizes(args.max_runs):
-        cmd = [
-            sys.executable,
-            os.path.abspath(__file__),
-            "--child",
-            str(runs),
-            "--chunk-size",
-            str(args.chunk_size),
-            "--epochs",
-            str(args.epochs),
-        ]
-        cmd += ["--steady"] if args.steady else []
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-        if proc.returncode or not lines:
-            print(f"R={runs}: child failed (exit {proc.returncode})\n{proc.stderr[-3000:]}")
-            break
-        r = json.loads(lines[-1][len("RESULT ") :])
-        r["ms_per_run_epoch"] = r["steady_s"] / runs / args.epochs * 1e3
-        r["rss_growth_mb"] = r["peak_rss_mb"] - r["rss_before_mb"]
-        records.append(r)
-        rows.append(
-            [
-                runs,
-                r["chunk"],
-                r["compile_s"],
-                r["steady_s"],
-                r["ms_per_run_epoch"],
-                r["rss_before_mb"],
-                r["peak_rss_mb"],
-                r["rss_growth_mb"],
-                r["dataset_mb"],
-            ]
-        )
-        print(f"R={runs}: {r['steady_s']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+        for chunk in chunks:
+            cmd = [sys.executable, os.path.abspath(__file__), "--child", str(runs)]
+            cmd += ["--epochs", str(args.epochs)]
+            cmd += [] if chunk is None else ["--chunk-size", str(chunk)]
+            cmd += ["--steady"] if args.steady else []
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+            if proc.returncode or not lines:
+                print(f"R={runs}: child failed (exit {proc.returncode})\n{proc.stderr[-3000:]}")
+                continue
+            r = json.loads(lines[-1].removeprefix("RESULT "))
+            r["ms_per_run_epoch"] = r["run_s"] / runs / args.epochs * 1e3
+            r["rss_growth_mb"] = r["peak_rss_mb"] - r["rss_before_mb"]
+            records.append(r)
+            rows.append(
+                [
+                    runs,
+                    r["chunk"],
+                    r["compile_s"],
+                    r["run_s"],
+                    r["ms_per_run_epoch"],
+                    r["rss_before_mb"],
+                    r["peak_rss_mb"],
+                    r["rss_growth_mb"],
+                    r["dataset_mb"],
+                ]
+            )
+            print(
+                f"R={runs} chunk {r['chunk']}: {r['run_s']:.1f} s, "
+                f"peak RSS {r['peak_rss_mb']:.0f} MB",
+                flush=True,
+            )
     headers = [
         "runs",
         "chunk",
@@ -148,17 +154,14 @@ def main() -> None:
     ]
     print()
     print(common.table(headers, rows))
-    print(common.load_line())
     print(
         "run s: wall time of gl.run less its compile time"
         + (" (a second call)" if args.steady else "")
         + ";\ngrowth: peak RSS - RSS before gl.run (compilation included); "
         "Dataset: the result's size"
     )
-    common.write_json(
-        args.json,
-        {"machine": info, "epochs": args.epochs, "chunk_size": args.chunk_size, "results": records},
-    )
+    print(common.load_line())
+    common.write_json(args.json, {"machine": info, "epochs": args.epochs, "results": records})
 
 
 if __name__ == "__main__":

@@ -178,7 +178,7 @@ def test_two_processes_on_localhost_merge_into_one_run_dir(reference, tmp_path):
 def test_memory_budget_picks_the_chunk_size(spec):
     data = gl.load_data(spec.data)
     big = spec.replace(grid={**spec.grid, "seed": list(range(1000))})
-    roomy = gl.make_plan(big, data)
+    roomy = gl.make_plan(big, data, num_devices=2)
     tight = gl.make_plan(big, data, memory_budget=2**20)
     assert roomy.chunk_size == 2 * gl.engine.MAX_CHUNK  # the cap per device, not the budget
     assert 1 <= tight.chunk_size < 64
