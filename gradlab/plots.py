@@ -322,6 +322,38 @@ def _overlay_xy(line: Any, x: str, y: str | None, chain: str) -> tuple[np.ndarra
     return (coord, vals) if dim == x else (vals, coord)
 
 
+def _heatmap(
+    ax: Axes,
+    xe: Any,
+    ye: Any,
+    xpos: Any,
+    ypos: Any,
+    z: np.ndarray,
+    cmap: Any,
+    norm: Any,
+    annotate: bool,
+) -> Any:
+    """Draw ``z`` on cell edges ``xe`` x ``ye`` over a hatched background (missing cells show
+    the hatching), optionally writing each value at (xpos, ypos) in a legible colour."""
+    ax.add_patch(
+        Rectangle(
+            (xe[0], ye[0]), xe[-1] - xe[0], ye[-1] - ye[0], facecolor="0.9",
+            edgecolor="0.6", hatch="///", linewidth=0, zorder=0,
+        )
+    )  # fmt: skip
+    mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(z), cmap=cmap, norm=norm, zorder=1)
+    if annotate:
+        for (i, j), v in np.ndenumerate(z):
+            if np.isfinite(v):
+                r, g, b, _ = cmap(norm(v))
+                dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
+                ax.text(
+                    xpos[j], ypos[i], f"{v:.2g}", ha="center", va="center", fontsize=7,
+                    color="white" if dark else "black", zorder=3,
+                )  # fmt: skip
+    return mesh
+
+
 def phase_diagram(
     ds: xr.Dataset,
     x: str = analysis.LR,
@@ -401,23 +433,8 @@ def phase_diagram(
     any_missing = False
     for ax, chain in zip(axes, chains, strict=True):
         z = np.atleast_2d(values.sel(optimizer=chain).values.astype(float))
-        ax.add_patch(
-            Rectangle(
-                (xe[0], ye[0]), xe[-1] - xe[0], ye[-1] - ye[0], facecolor="0.9",
-                edgecolor="0.6", hatch="///", linewidth=0, zorder=0,
-            )
-        )  # fmt: skip
         any_missing |= bool(np.isnan(z).any())
-        mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(z), cmap=cmap, norm=norm, zorder=1)
-        if annotate:
-            for (i, j), v in np.ndenumerate(z):
-                if np.isfinite(v):
-                    r, g, b, _ = cmap(norm(v))
-                    dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
-                    ax.text(
-                        xpos[j], ypos[i], f"{v:.2g}", ha="center", va="center", fontsize=7,
-                        color="white" if dark else "black", zorder=3,
-                    )  # fmt: skip
+        mesh = _heatmap(ax, xe, ye, xpos, ypos, z, cmap, norm, annotate)
         for k, (label, line) in enumerate((overlay or {}).items()):
             lx, ly = _overlay_xy(line, x, y or "", chain)
             ax.plot(
@@ -810,22 +827,7 @@ def mean_field_diagram(
         sb = float(sbs[0])
     for ax, chain in zip(axes, chains, strict=True):
         z = values.sel(optimizer=chain).values.astype(float)
-        ax.add_patch(
-            Rectangle(
-                (xe[0], ye[0]), xe[-1] - xe[0], ye[-1] - ye[0], facecolor="0.9",
-                edgecolor="0.6", hatch="///", linewidth=0, zorder=0,
-            )
-        )  # fmt: skip
-        mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(z), cmap=cmap, norm=norm, zorder=1)
-        if annotate:
-            for (i, j), v in np.ndenumerate(z):
-                if np.isfinite(v):
-                    r, g, b, _ = cmap(norm(v))
-                    dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
-                    ax.text(
-                        xs[j], ys[i], f"{v:.2g}", ha="center", va="center", fontsize=7,
-                        color="white" if dark else "black", zorder=3,
-                    )  # fmt: skip
+        mesh = _heatmap(ax, xe, ye, xs, ys, z, cmap, norm, annotate)
         if y == "bias_std":
             sb2 = np.linspace(ye[0], ye[-1], 30)
             crit = np.asarray(theory.critical_sigma_w2(activation, sb2), dtype=float)
