@@ -14,6 +14,7 @@ import math
 import os
 import platform
 import statistics
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -84,6 +85,15 @@ def article_spec(runs: int, **overrides: Any) -> gl.SweepSpec:
     return gl.SweepSpec(**fields)
 
 
+def chunk_size_used(spec: gl.SweepSpec, dataset: Any, chunk_size: int | None) -> int:
+    """The chunk size ``gl.run(spec, chunk_size=chunk_size)`` uses on ``dataset``."""
+    runs = math.prod(len(v) for v in spec.grid.values())
+    try:
+        return gl.engine.make_plan(spec, dataset, chunk_size).chunk_size
+    except (AttributeError, TypeError):  # the engine's planning API changed
+        return min(chunk_size or runs, runs)
+
+
 def clear_program_cache() -> None:
     """Forget gradlab's compiled programs, so the next ``gl.run`` compiles (a first call)."""
     cache = getattr(getattr(gl, "engine", None), "_PROGRAMS", None)
@@ -152,7 +162,18 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     load = os.getloadavg() if hasattr(os, "getloadavg") else (math.nan,) * 3
+    try:  # which gradlab was measured (read-only git query)
+        here = os.path.dirname(os.path.abspath(__file__))
+        commit = subprocess.run(
+            ["git", "-C", here, "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
     return {
+        "commit": commit or "?",
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -164,8 +185,8 @@ def machine() -> dict[str, Any]:
 
 def describe_machine(info: dict[str, Any]) -> str:
     return (
-        f"{info['date']}  {info['cpu']}, {info['cores']} cores, devices {info['jax_devices']}, "
-        f"load average {info['loadavg']} (at start)"
+        f"{info['date']}  gradlab {info['commit']}  {info['cpu']}, {info['cores']} cores, "
+        f"devices {info['jax_devices']}, load average {info['loadavg']} (at start)"
     )
 
 
