@@ -14,7 +14,7 @@ Variants: ``none`` (loss only), ``default`` (every per-step and per-layer metric
 ``default+per_example`` (per-example gradients every 10 steps), and ``default`` and ``none``
 with ``log_every=10`` (metrics recorded on every 10th step; divergence still checked every step).
 
-    python benchmarks/metric_overhead.py                 # R = 128, about 4 minutes
+    python benchmarks/metric_overhead.py                 # R = 128, about 3 minutes
     python benchmarks/metric_overhead.py --runs 256 --json overhead.json   # about 7 minutes
 """
 

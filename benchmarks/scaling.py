@@ -17,7 +17,7 @@ The run time of that call is its wall time less its compile time (``compile_time
 report that call instead. Results are kept in memory (no ``out=``), as ``gl.run`` returns them,
 so the peak includes the assembled Dataset.
 
-    python benchmarks/scaling.py                    # 64 ... 16,384 runs (about 9 minutes here)
+    python benchmarks/scaling.py                    # 64 ... 16,384 runs (about 4.5 minutes here)
     python benchmarks/scaling.py --max-runs 4096    # quicker (about 2 minutes)
     python benchmarks/scaling.py --max-runs 100000 --json scaling.json
     python benchmarks/scaling.py --sizes 4096 --chunk-size 256 512 1024 2048 4096
