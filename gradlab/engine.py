@@ -193,7 +193,13 @@ def _bytes_per_run(spec: SweepSpec, dataset: data_lib.Dataset, logged: int, batc
     n_layers = len(widths) - 1
     activations = batch * sum(widths[1:]) * 4  # pre-activations, signals and their gradients
     per_step = 8 + 5 * n_layers  # recorded floats per logged step
-    return 4 * (8 * n_params + activations + logged * per_step) + 1024
+    # Curvature: a Lanczos basis of sharpness_iters vectors per eigenvalue metric, and one
+    # per-example gradient per batch element.
+    krylov = sum(m in spec.metrics for m in ("sharpness", "precond_sharpness"))
+    curvature = krylov * (spec.sharpness_iters + 2) * n_params
+    if "per_example" in spec.metrics:
+        curvature += batch * n_params
+    return 4 * (8 * n_params + activations + logged * per_step + curvature) + 1024
 
 
 CURVATURE_SETS = ("sharpness", "precond_sharpness", "hessian_trace", "per_example")

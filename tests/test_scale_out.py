@@ -182,5 +182,8 @@ def test_memory_budget_picks_the_chunk_size(spec):
     tight = gl.make_plan(big, data, memory_budget=2**20)
     assert roomy.chunk_size == 2 * gl.engine.MAX_CHUNK  # the cap per device, not the budget
     assert 1 <= tight.chunk_size < 64
+    # The Lanczos basis of the sharpness metric (20 vectors of the parameters) is counted.
+    sharp = big.replace(metrics=("default", "sharpness"))
+    assert gl.make_plan(sharp, data, memory_budget=2**20).chunk_size < tight.chunk_size
     with pytest.raises(gl.ConfigError, match=r"^memory_budget: one run needs"):
         gl.make_plan(big, data, memory_budget=1000)
