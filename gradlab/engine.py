@@ -299,20 +299,14 @@ def build_program(
         def loss_fn(p):
             return batch_loss(p, None, x, y)[0]
 
-        values, vectors = dict(vectors), dict(vectors)
+        values, vectors = {}, dict(vectors)
         iters = spec.sharpness_iters
         if "sharpness" in curvature_sets:
             values["sharpness"], vectors["sharpness"] = curvature.top_hessian_eigenvalue(
                 loss_fn, params, vectors["sharpness"], num_iters=iters
             )
         if "precond_sharpness" in curvature_sets:
-            adam = [
-                s
-                for s in jax.tree.leaves(
-                    opt_state, is_leaf=lambda n: isinstance(n, optax.ScaleByAdamState)
-                )
-                if isinstance(s, optax.ScaleByAdamState)
-            ]
+            adam = optim.states_of(opt_state, optax.ScaleByAdamState)
             if adam and isinstance(chain, str):
                 get = lambda name: optim.hparam(chain, name, hp)
                 precond = curvature.adam_preconditioner(
@@ -355,8 +349,7 @@ def build_program(
             )(params, x, y)
             values["grad_noise_scale"] = curvature.gradient_noise_scale(per_example)
             values["grad_snr"] = curvature.gradient_snr(per_example)
-        values = {k: jnp.asarray(values[k], jnp.float32) for k in curvature_names}
-        return values, vectors
+        return {k: jnp.asarray(v, jnp.float32) for k, v in values.items()}, vectors
 
     def init_run(hp):
         """Initial parameters (and the per-seed batch order) of one run: all its randomness."""

@@ -140,9 +140,12 @@ def flat_signals(tree: Any) -> list[jax.Array]:
     return [leaf for _, leaf in sorted(keyed, key=lambda kv: kv[0])]
 
 
-def _pad(values: list[jax.Array], n: int, dtype: Any) -> jax.Array:
-    values = values + [jnp.full([], jnp.nan, dtype)] * (n - len(values))
-    return jnp.stack(values) if values else jnp.zeros([0], dtype)
+def _pad(values: jax.Array | list[jax.Array], n: int, dtype: Any) -> jax.Array:
+    """A [n] vector: ``values`` followed by NaN (a layer that has no such signal)."""
+    values = jnp.stack(values) if isinstance(values, list) and values else values
+    if isinstance(values, list):  # no values at all
+        return jnp.full([n], jnp.nan, dtype)
+    return jnp.concatenate([values.astype(dtype), jnp.full([n - values.shape[0]], jnp.nan, dtype)])
 
 
 def step_metrics(
@@ -186,11 +189,9 @@ def step_metrics(
         "update_norm": global_norm(delta),
         "clipped": clipped,
         "skipped": skipped,
-        "grad_norm_layer": _pad(list(layer_norms(grads, layers)), num_layers, dtype),
-        "param_norm_layer": _pad(list(param_norm), num_layers, dtype),
-        "update_ratio_layer": _pad(
-            list(layer_norms(delta, layers) / param_norm), num_layers, dtype
-        ),
+        "grad_norm_layer": _pad(layer_norms(grads, layers), num_layers, dtype),
+        "param_norm_layer": _pad(param_norm, num_layers, dtype),
+        "update_ratio_layer": _pad(layer_norms(delta, layers) / param_norm, num_layers, dtype),
         "act_rms_layer": _pad([rms(h) for h in flat_signals(signals)], num_layers, dtype),
         "delta_rms_layer": _pad([rms(d) for d in flat_signals(signal_grads)], num_layers, dtype),
     }

@@ -57,6 +57,7 @@ __all__ = [
     "make_schedule",
     "observe_changes",
     "skipped",
+    "states_of",
 ]
 
 ChainFactory = Callable[[Mapping[str, Any]], optax.GradientTransformation]
@@ -253,23 +254,21 @@ def build_chain(
     return build(_stages(chain))
 
 
-def _states(state: Any, kind: type) -> list[Any]:
-    return [
-        s
-        for s in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, kind))
-        if isinstance(s, kind)
-    ]
+def states_of(state: Any, kind: type) -> list[Any]:
+    """The sub-states of type ``kind`` (e.g. ``optax.ScaleByAdamState``) in a chain's state."""
+    leaves = jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, kind))
+    return [s for s in leaves if isinstance(s, kind)]
 
 
 def clipped(opt_state: Any) -> jax.Array:
     """Whether any clip stage of the chain changed its input at the last update."""
-    flags = [s.changed for s in _states(opt_state, ClipObservation)]
+    flags = [s.changed for s in states_of(opt_state, ClipObservation)]
     return jnp.any(jnp.stack(flags)) if flags else jnp.zeros([], bool)
 
 
 def skipped(opt_state: Any) -> jax.Array:
     """Whether ``apply_if_finite`` dropped the last update because it was not finite."""
-    flags = [~s.last_finite for s in _states(opt_state, optax.ApplyIfFiniteState)]
+    flags = [~s.last_finite for s in states_of(opt_state, optax.ApplyIfFiniteState)]
     return jnp.any(jnp.stack(flags)) if flags else jnp.zeros([], bool)
 
 

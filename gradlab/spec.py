@@ -250,11 +250,9 @@ class SweepSpec:
     # -- validation helpers -------------------------------------------------------------------
     def _check_model_and_data(self) -> None:
         if not isinstance(self.model, ModelSpec):
-            try:
-                import flax.linen as nn
-            except ImportError:  # pragma: no cover - flax is a dependency
-                nn = None
-            if nn is None or not isinstance(self.model, nn.Module):
+            import flax.linen as nn  # only to recognise a user's module; nothing is built
+
+            if not isinstance(self.model, nn.Module):
                 raise _fail("model", f"must be a ModelSpec or a flax.linen.Module: {self.model!r}")
         if not isinstance(self.data, DataSpec):
             fields = ("x_train", "y_train", "x_test", "y_test", "num_classes")
