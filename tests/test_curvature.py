@@ -213,6 +213,17 @@ def test_breakdown_at_an_exact_eigenvector(start_index):
     np.testing.assert_allclose(jnp.abs(vec), jnp.eye(5)[0], atol=1e-4)
 
 
+def test_repeated_breakdowns_stay_within_the_spectrum():
+    """Two distinct eigenvalues, each of multiplicity 3: every Krylov space closes after at most
+    two steps, so six steps need three restarts. Each restart must be orthogonal to the basis
+    (else T is not VᵀHV and padding or overlap could report a value above λ_max)."""
+    a = -jnp.diag(jnp.array([1.0, 1.0, 1.0, 3.0, 3.0, 3.0]))
+    for start in (jnp.eye(6)[3], jnp.ones(6)):
+        lam, vec = _top_quadratic(a, jnp.ones(6), start, num_iters=6)
+        np.testing.assert_allclose(lam, -1.0, rtol=1e-5)
+        np.testing.assert_allclose(np.linalg.norm(vec[3:]), 0.0, atol=1e-4)
+
+
 def test_zero_hessian_is_zero_not_nan():
     lam, vec = _top_quadratic(jnp.zeros((5, 5)), jnp.ones(5), jnp.ones(5))
     assert lam == 0.0
