@@ -10,9 +10,10 @@ the ``none`` variant.
 
 Variants: ``none`` (loss only), ``default`` (every per-step and per-layer metric),
 ``default+sharpness`` (Lanczos top Hessian eigenvalue, ``sharpness_every=10``,
-``sharpness_iters=20``), ``default+hessian_trace`` (Hutchinson, 10 probes, every 10 steps),
-``default+per_example`` (per-example gradients every 10 steps), and ``default`` and ``none``
-with ``log_every=10`` (metrics recorded on every 10th step; divergence still checked every step).
+``sharpness_iters=20``, and the same with 10 iterations), ``default+hessian_trace``
+(Hutchinson, 10 probes, every 10 steps), ``default+per_example`` (per-example gradients every
+10 steps), and ``default`` and ``none`` with ``log_every=10`` (metrics recorded on every 10th
+step; divergence still checked every step).
 
     python benchmarks/metric_overhead.py                 # R = 128, about 3 minutes
     python benchmarks/metric_overhead.py --runs 256 --json overhead.json   # about 7 minutes
@@ -32,6 +33,9 @@ VARIANTS = {
     "none": dict(metrics=("none",)),
     "default": dict(metrics=("default",)),
     "default+sharpness": dict(metrics=("default", "sharpness"), **CURVATURE),
+    "default+sharpness, 10 iters": dict(
+        metrics=("default", "sharpness"), sharpness_every=10, sharpness_iters=10
+    ),
     "default+hessian_trace": dict(metrics=("default", "hessian_trace"), **CURVATURE),
     "default+per_example": dict(metrics=("default", "per_example"), **CURVATURE),
     "default, log_every=10": dict(metrics=("default",), log_every=10),

@@ -40,7 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--memory-budget",
         type=_bytes,
-        help="bytes one chunk may use, e.g. 4GiB (picks the chunk size; default 2GiB)",
+        help="bytes one chunk may use, e.g. 4GiB (picks the chunk size; default 2GiB on CPU, "
+        "half of the device memory on GPU/TPU)",
     )
     run.add_argument(
         "--devices",

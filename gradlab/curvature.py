@@ -154,8 +154,15 @@ def _lanczos_top(
 
     start = jnp.where(usable, v0 / jnp.where(usable, v0_norm, 1), fallback)
     zero = jnp.zeros([], dtype)
-    init = (jnp.zeros((k, n), dtype), jnp.zeros(k, dtype), jnp.zeros(k, dtype), start,
-            jnp.zeros(n, dtype), zero, jnp.array(True))
+    init = (
+        jnp.zeros((k, n), dtype),
+        jnp.zeros(k, dtype),
+        jnp.zeros(k, dtype),
+        start,
+        jnp.zeros(n, dtype),
+        zero,
+        jnp.array(True),
+    )
     basis, alphas, betas, *_, finite = jax.lax.fori_loop(0, k, step, init)
 
     off = betas[:-1]

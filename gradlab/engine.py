@@ -36,14 +36,17 @@ from gradlab import data as data_lib
 from gradlab import metrics as M
 from gradlab.spec import ConfigError, DataSpec, SweepSpec
 
-__all__ = ["Group", "Plan", "load_data", "make_plan", "run"]
+__all__ = ["Group", "Plan", "default_memory_budget", "load_data", "make_plan", "run"]
 
 EVAL_BATCH = 1000
-DEFAULT_MEMORY_BUDGET = 2 * 2**30  # bytes for one chunk's outputs and working set
-# Runs per device in one compiled call. Larger chunks do not go faster: on the 2-core CPU the
-# article workload at 4,096 runs took 42.9 s in chunks of 256 or 512, 47.5 s in chunks of 1,024
-# and 61.5 s in one chunk (benchmarks/scaling.py), as the working set outgrows the caches.
+DEFAULT_MEMORY_BUDGET = 2 * 2**30  # bytes for one chunk's outputs and working set, on CPU
+# Runs per device in one compiled call. On CPU larger chunks do not go faster: the article
+# workload at 4,096 runs took 42.9 s in chunks of 256 or 512, 47.5 s in chunks of 1,024 and
+# 61.5 s in one chunk (benchmarks/scaling.py on the 2-core machine), as the working set
+# outgrows the caches. A GPU or TPU needs wide batches to be busy, so there only the memory
+# budget (by default half of the device's memory) limits the chunk.
 MAX_CHUNK = 512
+MAX_CHUNK_ACCELERATOR = 65_536
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,10 +135,13 @@ def make_plan(
     chunk_size: int | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     num_devices: int = 1,
+    platform: str = "cpu",
 ) -> Plan:
     """Lay out the sweep: groups, the flat table of traced runs, steps and chunking.
 
-    The chunk size is a multiple of ``num_devices`` (each device gets an equal slice).
+    Without ``chunk_size``, a chunk holds as many runs as fit ``memory_budget``, at most
+    ``MAX_CHUNK`` per device on ``platform="cpu"`` and ``MAX_CHUNK_ACCELERATOR`` on a GPU or
+    TPU. The chunk size is a multiple of ``num_devices`` (each device gets an equal slice).
 
     Raises:
       ConfigError: a field is inconsistent with the data (e.g. batch larger than the data set).
@@ -171,7 +177,8 @@ def make_plan(
     num_runs = len(grid_points)
     if chunk_size is None:
         per_run = _bytes_per_run(spec, dataset, len(logged), batch or n_train)
-        chunk_size = max(1, min(num_runs, MAX_CHUNK * num_devices, memory_budget // per_run))
+        cap = MAX_CHUNK if platform == "cpu" else MAX_CHUNK_ACCELERATOR
+        chunk_size = max(1, min(num_runs, cap * num_devices, memory_budget // per_run))
         if per_run > memory_budget:
             raise ConfigError(
                 f"memory_budget: one run needs about {per_run / 2**20:.0f} MiB, more than the "
@@ -398,9 +405,8 @@ def build_program(
             # Freezing masks the update, not the state: θ_{t+1} = θ_t + [alive]·u_t selects
             # inside the fused update loop (a select on the carried parameters would cost a
             # copy of them every step). A dead run's optimizer state is never read again.
-            new_params = jax.tree.map(
-                lambda p, u: p + jnp.where(alive, u, jnp.zeros_like(u)), params, updates
-            )
+            applied = jax.tree.map(lambda u: jnp.where(alive, u, jnp.zeros_like(u)), updates)
+            new_params = jax.tree.map(jnp.add, params, applied)
             new_carry = Carry(
                 params=new_params,
                 opt_state=opt_state,
@@ -433,7 +439,7 @@ def build_program(
                     y=y,
                     grads=grads,
                     params=params,
-                    new_params=new_params,
+                    updates=applied,
                     layers=layers,
                     signals=signals,
                     signal_grads=signal_grads,
@@ -566,7 +572,7 @@ def run(
     chunk_size: int | None = None,
     progress: bool = True,
     overwrite: bool = False,
-    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    memory_budget: int | None = None,
     devices: list[Any] | None = None,
 ) -> xr.Dataset:
     """Train every run of ``spec`` and return the labelled results.
@@ -587,7 +593,8 @@ def run(
         ``MAX_CHUNK`` per device); results do not depend on it.
       progress: show a progress bar (on stderr).
       overwrite: replace a run directory that holds a different spec.
-      memory_budget: bytes one chunk may use when ``chunk_size`` is not given.
+      memory_budget: bytes one chunk may use when ``chunk_size`` is not given (default: 2 GiB
+        on CPU; half of the devices' memory on GPU or TPU, see :func:`default_memory_budget`).
       devices: the local devices to shard each chunk over (default: ``jax.local_devices()``).
 
     Returns:
@@ -609,7 +616,11 @@ def run(
         stored = store.RunDir.stored_layout(out)
         if stored is not None and stored.fingerprint == spec.fingerprint():
             chunk_size = stored.chunk_size
-    plan = make_plan(spec, dataset, chunk_size, memory_budget, len(devices))
+    if memory_budget is None:
+        memory_budget = default_memory_budget(devices)
+    plan = make_plan(
+        spec, dataset, chunk_size, memory_budget, len(devices), platform=devices[0].platform
+    )
     layout = None
     programs = []
     for group in plan.groups:
@@ -686,6 +697,21 @@ def run(
     if run_dir:
         return run_dir.finish(attrs) if process == 0 else run_dir.assemble(attrs)
     return store.assemble(layout, results, spec, attrs)
+
+
+def default_memory_budget(devices: list[Any]) -> int:
+    """Bytes one chunk may use: half of the devices' memory on GPU/TPU, 2 GiB on CPU.
+
+    An accelerator's memory is what its allocator may hand out (``memory_stats()["bytes_limit"]``,
+    by default 75 % of the card); the other half is left for XLA's temporaries, which the
+    per-run estimate does not count. CPU chunks are capped by ``MAX_CHUNK`` long before memory.
+    """
+    if devices[0].platform == "cpu":
+        return DEFAULT_MEMORY_BUDGET
+    limits = [(d.memory_stats() or {}).get("bytes_limit") for d in devices]
+    if not all(limits):
+        return DEFAULT_MEMORY_BUDGET
+    return sum(limits) // 2
 
 
 def _compile(chunk_program: Callable[..., Any], devices: list[Any], hp0: Any, args: list[Any]):

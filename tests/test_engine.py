@@ -311,6 +311,34 @@ def test_user_callable_chain_and_flax_module(dataset):
     np.testing.assert_allclose(ds.loss.values, sgd.loss.values, rtol=1e-6)
 
 
+def test_infinite_gradient_with_finite_loss_diverges_at_that_step(dataset):
+    """d√s/ds = inf at s = 0: the loss is finite, one gradient is not. The run must be
+    reported diverged at step 0 (its parameters frozen there), not one step later when the
+    non-finite update has already reached the parameters and the loss."""
+    import flax.linen as nn
+
+    class SqrtGate(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            s = self.param("gate", nn.initializers.zeros, ())
+            return nn.Dense(CLASSES, name="dense_0")(x) * (1 + jnp.sqrt(s))
+
+    x = dataset.x_train[reference_batches(N_TRAIN, 16, 1)[0]]
+    loss = lambda s: jnp.sum(jnp.sqrt(s) * x)  # the same kind of derivative, written out
+    assert np.isfinite(loss(0.0)) and not np.isfinite(jax.grad(loss)(0.0))
+    spec = make_spec(
+        dataset,
+        optimizers=("sgd",),
+        grid={"seed": [0], "learning_rate": [0.1]},
+        model=SqrtGate(),
+        metrics=("none",),
+    )
+    ds = gl.run(spec, progress=False).squeeze()
+    assert np.isfinite(ds.loss.isel(step=0))
+    assert bool(ds.diverged) and int(ds.diverged_at) == 0
+    assert np.isnan(ds.loss.isel(step=slice(1, None))).all()
+
+
 def test_apply_if_finite_skips_instead_of_diverging(dataset):
     x = dataset.x_train.copy()
     x[5] = 3e38  # one poisoned example: its pre-activations overflow to inf and NaN
