@@ -68,6 +68,34 @@ def init_std(init: str, fan_in: int, fan_out: int) -> float:
     raise ValueError(f"unknown init {init!r}")
 
 
+def kernel_first_dot(
+    inputs: jax.Array,
+    kernel: jax.Array,
+    dimension_numbers: Any,
+    precision: Any = None,
+    preferred_element_type: Any = None,
+) -> jax.Array:
+    """``inputs · kernel`` for ``nn.Dense``, computed as ``(kernelᵀ · inputsᵀ)ᵀ``.
+
+    The same products and sums as ``lax.dot_general(inputs, kernel, ...)``; only the order of
+    the operands differs, and with it the matrix product XLA emits. Vmapped over runs, the
+    kernels form a [runs·out, in] matrix when they are stored [out, in] (the sweep engine does
+    that, see ``engine.build_program``); with the kernel as the left operand that matrix is
+    used as it lies, and only the small ``inputs`` is transposed. With the kernel on the right
+    XLA copies the whole [runs, out, in] array to [in, runs·out] on every step (measured on
+    the 2-core CPU, article workload: a 1.5x faster training step).
+    """
+    (contract_in, contract_k), _ = dimension_numbers
+    out = jax.lax.dot_general(
+        kernel,
+        inputs,
+        ((contract_k, contract_in), ((), ())),
+        precision=precision,
+        preferred_element_type=preferred_element_type,
+    )
+    return jnp.moveaxis(out, 0, -1)  # [out, *batch] -> [*batch, out]
+
+
 class MLP(nn.Module):
     """A multilayer perceptron that exposes each layer's pre-activation.
 
@@ -95,6 +123,7 @@ class MLP(nn.Module):
                 use_bias=self.use_bias,
                 kernel_init=KERNEL_INITS[self.init_scheme],
                 bias_init=nn.initializers.zeros,
+                dot_general=kernel_first_dot,
                 name=f"layer_{i}",
             )(x)
             h = self.perturb(f"preact_{i}", h)

@@ -54,6 +54,7 @@ __all__ = [
     "chain_hparams",
     "chain_name",
     "clipped",
+    "ignores_layout",
     "make_schedule",
     "observe_changes",
     "skipped",
@@ -70,6 +71,9 @@ class Stage:
     defaults: Mapping[str, float]
     build: Callable[..., optax.GradientTransformation]
     kind: str  # "optimizer" (takes a learning rate), "clip", or "wrapper"
+    # Reads the arrays' axes (e.g. unit-wise norms over a kernel's input axis), so the result
+    # changes when a kernel is stored transposed; see :func:`ignores_layout`.
+    reads_axes: bool = False
 
 
 STAGES: dict[str, Stage] = {
@@ -103,7 +107,10 @@ STAGES: dict[str, Stage] = {
         {"clip_norm": 1.0}, lambda clip_norm: optax.clip_by_global_norm(clip_norm), "clip"
     ),
     "adaptive_grad_clip": Stage(
-        {"agc_clip": 0.01}, lambda agc_clip: optax.adaptive_grad_clip(agc_clip), "clip"
+        {"agc_clip": 0.01},
+        lambda agc_clip: optax.adaptive_grad_clip(agc_clip),
+        "clip",
+        reads_axes=True,
     ),
     "apply_if_finite": Stage({"max_consecutive_errors": 5}, None, "wrapper"),  # type: ignore[arg-type]
 }
@@ -292,6 +299,14 @@ def stability_rule(chain: str | ChainFactory) -> str | None:
 def hparam(chain: str, name: str, hparams: Mapping[str, Any]) -> Any:
     """The value a chain uses for ``name``: the grid's, else the first stage default."""
     return hparams[name] if name in hparams else chain_hparams(chain)[name]
+
+
+def ignores_layout(chain: str | ChainFactory) -> bool:
+    """True for chains that treat the parameters as a bag of numbers: every stage is
+    elementwise or uses global reductions (norms over all parameters), so storing a kernel
+    transposed changes nothing but rounding. False for ``adaptive_grad_clip`` (unit-wise norms
+    over a kernel's input axis) and for user callables (unknown)."""
+    return isinstance(chain, str) and not any(STAGES[s].reads_axes for s in _stages(chain))
 
 
 def tolerates_nonfinite(chain: str | ChainFactory) -> bool:

@@ -16,7 +16,7 @@ import optax
 import pytest
 
 import gradlab as gl
-from gradlab import models
+from gradlab import models, optim
 
 N_TRAIN, N_TEST, D_IN, CLASSES = 96, 32, 12, 3
 HIDDEN = (8, 8)
@@ -111,6 +111,28 @@ def test_vmapped_sweep_equals_each_run_alone(dataset):
             got = ds.sel(optimizer="adam", seed=seed, learning_rate=lr)
             np.testing.assert_allclose(got.loss.values, losses, rtol=1e-5)
             np.testing.assert_allclose(got.grad_norm.values, grad_norms, rtol=1e-4)
+
+
+def test_layout_reading_chains_see_flax_kernels(dataset):
+    """Kernels train in [out, in] storage only for chains that ignore layout. Unit-wise
+    clipping (AGC: norms over a kernel's input axis) must see Flax's [in, out] kernels: it
+    equals the hand-written optax loop, and the clip flags are those of that loop."""
+    assert optim.ignores_layout("clip_by_global_norm|adam")
+    assert not optim.ignores_layout("adaptive_grad_clip|sgd")
+    assert not optim.ignores_layout(lambda hp: optax.sgd(hp["learning_rate"]))
+    spec = make_spec(
+        dataset,
+        optimizers=("adaptive_grad_clip|sgd", "clip_by_global_norm|sgd"),
+        grid={"seed": [0], "learning_rate": [0.5], "agc_clip": [0.02], "clip_norm": [0.5]},
+    )
+    ds = gl.run(spec, progress=False).sel(seed=0, learning_rate=0.5)
+    for name, tx in (
+        ("adaptive_grad_clip|sgd", optax.chain(optax.adaptive_grad_clip(0.02), optax.sgd(0.5))),
+        ("clip_by_global_norm|sgd", optax.chain(optax.clip_by_global_norm(0.5), optax.sgd(0.5))),
+    ):
+        losses, _, _ = reference_train(spec, dataset, tx, 0)
+        got = ds.sel(optimizer=name, agc_clip=0.02, clip_norm=0.5)
+        np.testing.assert_allclose(got.loss.values, losses, rtol=1e-5, err_msg=name)
 
 
 def test_results_do_not_depend_on_chunk_size(dataset):

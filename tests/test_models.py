@@ -91,3 +91,37 @@ def test_forward_exposes_preactivations_and_their_gradients():
         h0, x @ params["layer_0"]["kernel"] + params["layer_0"]["bias"][None, :], rtol=1e-6
     )
     assert out.shape == (3, 2)
+
+
+@pytest.mark.parametrize("batch_shape", [(6,), (2, 3)])
+def test_kernel_first_dot_is_the_dense_product(batch_shape):
+    """MLP layers compute x·W as (Wᵀxᵀ)ᵀ: the values and gradients of the plain x·W + b."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(*batch_shape, 7)), jnp.float32)
+    kernel = jnp.asarray(rng.normal(size=(7, 4)), jnp.float32)
+    dense = jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
+    got = models.kernel_first_dot(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
+    np.testing.assert_allclose(got, np.asarray(x) @ np.asarray(kernel), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got, dense, rtol=1e-6, atol=1e-6)
+
+    module = models.MLP(hidden=(5,), num_outputs=3)
+    params = module.init(jax.random.PRNGKey(0), x)["params"]
+
+    def by_hand(p):
+        def dense(h, layer):
+            out = h @ layer["kernel"]
+            return out + jnp.broadcast_to(layer["bias"], out.shape)
+
+        h = jax.nn.relu(dense(x, p["layer_0"]))
+        return jnp.sum(jnp.sin(dense(h, p["layer_1"])))
+
+    def by_module(p):
+        return jnp.sum(jnp.sin(module.apply({"params": p}, x)))
+
+    np.testing.assert_allclose(by_module(params), by_hand(params), rtol=1e-5)
+    for a, b in zip(
+        jax.tree.leaves(jax.grad(by_module)(params)),
+        jax.tree.leaves(jax.grad(by_hand)(params)),
+        strict=True,
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
