@@ -425,8 +425,9 @@ def build_program(
             # Freezing masks the update, not the state: θ_{t+1} = θ_t + [alive]·u_t selects
             # inside the fused update loop (a select on the carried parameters would cost a
             # copy of them every step). A dead run's optimizer state is never read again.
-            applied = jax.tree.map(lambda u: jnp.where(alive, u, jnp.zeros_like(u)), updates)
-            new_params = jax.tree.map(jnp.add, params, applied)
+            new_params = jax.tree.map(
+                lambda p, u: p + jnp.where(alive, u, jnp.zeros_like(u)), params, updates
+            )
             new_carry = Carry(
                 params=new_params,
                 opt_state=opt_state,
@@ -459,7 +460,7 @@ def build_program(
                     y=y,
                     grads=grads,
                     params=params,
-                    updates=applied,
+                    updates=updates,  # recorded only where applied (alive), see below
                     layers=layers,
                     signals=signals,
                     signal_grads=signal_grads,

@@ -117,16 +117,15 @@ def tree_max_abs(tree: Any) -> jax.Array:
 
 
 def tree_all_finite(tree: Any) -> jax.Array:
-    """Whether every element of every leaf is finite.
+    """Whether every element of every leaf is finite: ``isfinite(max |x|)``.
 
-    Computed as ``isfinite(Σ 0·x)``: ``0·x`` is 0 for finite ``x`` and NaN for ``±inf`` or NaN,
-    so the sum is NaN exactly when some element is not finite, and a sum of zeros cannot
-    overflow. XLA does not fold ``0·x`` for floats (IEEE: ``0·inf`` is NaN), and a plain sum
-    vectorises where ``all(isfinite(x))`` does not: in the engine's training step, where this
-    runs on every gradient, it measured about 3x cheaper.
+    The maximum propagates NaN and is ``inf`` when any element is ``±inf``, and it cannot
+    overflow (a sum of squares can). It is also :func:`tree_max_abs`, so when the step records
+    ``grad_max_abs`` XLA computes the one reduction for both. Reductions over the gradient are
+    a large part of a step's memory traffic; ``all(isfinite(x))``, a boolean reduction that
+    XLA on CPU does not vectorise, cost 2.5x as much per training step.
     """
-    total = sum(jnp.sum(jnp.zeros([], x.dtype) * x) for x in jax.tree.leaves(tree))
-    return jnp.isfinite(total)
+    return jnp.isfinite(tree_max_abs(tree))
 
 
 def layer_norms(tree: dict[str, Any], layers: Sequence[str]) -> jax.Array:
@@ -185,7 +184,7 @@ def step_metrics(
       loss, outputs, y: the batch loss, the network outputs and the targets.
       grads: the raw gradient ∇L(θ_t) (a params-like dict of layers).
       params: θ_t.
-      updates: the update applied this step, ``θ_{t+1} − θ_t`` (zeros once the run is frozen).
+      updates: the optimizer's update ``u_t``, which a live run applies: ``θ_{t+1} = θ_t + u_t``.
       layers: the top-level layer names of ``params`` in order.
       signals: the ``"intermediates"`` collection (pre-activations h^l).
       signal_grads: gradients w.r.t. the ``"perturbations"`` collection (δ^l = ∂L/∂h^l).

@@ -16,6 +16,7 @@ import optax
 import pytest
 
 import gradlab as gl
+from gradlab import metrics as M
 from gradlab import models, optim
 
 N_TRAIN, N_TEST, D_IN, CLASSES = 96, 32, 12, 3
@@ -331,6 +332,23 @@ def test_user_callable_chain_and_flax_module(dataset):
     assert np.isnan(ds.act_rms_layer.sel(layer=1)).all()  # only one signal was sown
     sgd = gl.run(make_spec(dataset, optimizers=("sgd",), model=Tiny()), progress=False)
     np.testing.assert_allclose(ds.loss.values, sgd.loss.values, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("values", "finite"),
+    [
+        ([1.0, -2.0], True),
+        ([3e38, -3e38], True),  # huge but finite: a sum of squares would overflow
+        ([1.0, np.inf], False),
+        ([-np.inf, 0.0], False),
+        ([np.nan, 1.0], False),
+    ],
+)
+def test_tree_all_finite(values, finite):
+    tree = {"a": jnp.ones((2, 3)), "b": {"c": jnp.asarray(values, jnp.float32)}}
+    assert bool(jax.jit(M.tree_all_finite)(tree)) is finite
+    batched = jax.tree.map(lambda x: jnp.stack([jnp.ones_like(x), x]), tree)
+    assert jax.vmap(M.tree_all_finite)(batched).tolist() == [True, finite]
 
 
 def test_infinite_gradient_with_finite_loss_diverges_at_that_step(dataset):
