@@ -611,7 +611,7 @@ def run(
       out: run directory; finished chunks are written there as they complete, and calling
         ``run`` again with the same spec and ``out`` resumes instead of recomputing.
       chunk_size: runs per compiled call (default: as many as fit ``memory_budget``, at most
-        ``MAX_CHUNK`` per device); results do not depend on it.
+        ``MAX_CHUNK`` per CPU device); results do not depend on it.
       progress: show a progress bar (on stderr).
       overwrite: replace a run directory that holds a different spec.
       memory_budget: bytes one chunk may use when ``chunk_size`` is not given (default: 2 GiB

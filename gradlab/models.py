@@ -82,8 +82,7 @@ def kernel_first_dot(
     kernels form a [runs·out, in] matrix when they are stored [out, in] (the sweep engine does
     that, see ``engine.build_program``); with the kernel as the left operand that matrix is
     used as it lies, and only the small ``inputs`` is transposed. With the kernel on the right
-    XLA copies the whole [runs, out, in] array to [in, runs·out] on every step (measured on
-    the 2-core CPU, article workload: a 1.5x faster training step).
+    XLA copies the whole [runs, out, in] array to [in, runs·out] on every step.
     """
     (contract_in, contract_k), _ = dimension_numbers
     out = jax.lax.dot_general(
