@@ -153,15 +153,14 @@ def _lanczos_top(
         return basis, alphas, betas, w / jnp.where(norm > 0, norm, 1), v, beta, finite
 
     start = jnp.where(usable, v0 / jnp.where(usable, v0_norm, 1), fallback)
-    zero = jnp.zeros([], dtype)
     init = (
-        jnp.zeros((k, n), dtype),
-        jnp.zeros(k, dtype),
-        jnp.zeros(k, dtype),
-        start,
-        jnp.zeros(n, dtype),
-        zero,
-        jnp.array(True),
+        jnp.zeros((k, n), dtype),  # basis
+        jnp.zeros(k, dtype),  # alphas
+        jnp.zeros(k, dtype),  # betas
+        start,  # v
+        jnp.zeros(n, dtype),  # v_prev
+        jnp.zeros([], dtype),  # beta_prev
+        jnp.array(True),  # finite
     )
     basis, alphas, betas, *_, finite = jax.lax.fori_loop(0, k, step, init)
 
