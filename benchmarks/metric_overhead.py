@@ -17,6 +17,7 @@ step; divergence still checked every step).
 
     python benchmarks/metric_overhead.py                 # R = 128, about 3 minutes
     python benchmarks/metric_overhead.py --runs 256 --json overhead.json   # about 7 minutes
+    python benchmarks/metric_overhead.py --runs 64 --sharpness-accuracy    # about 1 minute
 """
 
 from __future__ import annotations
@@ -43,6 +44,33 @@ VARIANTS = {
 }
 
 
+def sharpness_accuracy(runs: int, epochs: int) -> None:
+    """Relative error of ``sharpness`` with 10 and 20 Lanczos steps against 40 steps, over every
+    measurement of a sweep (every 10 steps, warm-started from the previous eigenvector)."""
+    import numpy as np
+
+    import gradlab as gl
+
+    values = {}
+    for iters in (10, 20, 40):
+        spec = common.article_spec(
+            runs, epochs=epochs, metrics=("default", "sharpness"), sharpness_iters=iters
+        )
+        values[iters] = gl.run(spec, progress=False).sharpness.values
+    reference = values[40]
+    rows = []
+    for iters in (10, 20):
+        ok = np.isfinite(values[iters]) & np.isfinite(reference) & (reference != 0)
+        err = np.abs(values[iters][ok] - reference[ok]) / np.abs(reference[ok])
+        median, p90 = np.median(err), np.quantile(err, 0.9)
+        rows.append(
+            [iters, int(ok.sum()), f"{median:.2g}", f"{p90:.2g}", f"{np.mean(err < 0.01):.1%}"]
+        )
+    print(f"sharpness every 10 steps, {runs} runs x {epochs} epoch(s), error relative to 40 steps")
+    headers = ["Lanczos steps", "measurements", "median error", "90th pct", "within 1 %"]
+    print(common.table(headers, rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=128)
@@ -51,7 +79,15 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=None)
     parser.add_argument("--only", nargs="*", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--json", default=None)
+    parser.add_argument(
+        "--sharpness-accuracy",
+        action="store_true",
+        help="instead: how closely 10 and 20 Lanczos steps agree with 40 (warm-started)",
+    )
     args = parser.parse_args()
+    if args.sharpness_accuracy:
+        sharpness_accuracy(args.runs, args.epochs)
+        return
     if "none" not in args.only:
         args.only.insert(0, "none")
 
