@@ -26,8 +26,12 @@ import argparse
 import os
 import sys
 
+import numpy as np
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common
+
+import gradlab as gl
 
 CURVATURE = dict(sharpness_every=10, sharpness_iters=20)
 VARIANTS = {
@@ -47,10 +51,6 @@ VARIANTS = {
 def sharpness_accuracy(runs: int, epochs: int) -> None:
     """Relative error of ``sharpness`` with 10 and 20 Lanczos steps against 40 steps, over every
     measurement of a sweep (every 10 steps, warm-started from the previous eigenvector)."""
-    import numpy as np
-
-    import gradlab as gl
-
     values = {}
     for iters in (10, 20, 40):
         spec = common.article_spec(

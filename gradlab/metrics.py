@@ -57,8 +57,6 @@ __all__ = [
     "STEP_METRICS",
     "accuracy",
     "flat_signals",
-    "global_norm",
-    "layer_norms",
     "per_example_loss",
     "rms",
     "step_metrics",
@@ -106,11 +104,6 @@ def accuracy(outputs: jax.Array, y: jax.Array) -> jax.Array:
     return jnp.mean(jnp.argmax(outputs, axis=-1) == y).astype(outputs.dtype)
 
 
-def global_norm(tree: Any) -> jax.Array:
-    """‖tree‖₂ over all leaves (as ``optax.tree.norm``)."""
-    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
-
-
 def tree_max_abs(tree: Any) -> jax.Array:
     """max |x| over all leaves."""
     return jnp.max(jnp.stack([jnp.max(jnp.abs(x)) for x in jax.tree.leaves(tree)]))
@@ -128,14 +121,10 @@ def tree_all_finite(tree: Any) -> jax.Array:
     return jnp.isfinite(tree_max_abs(tree))
 
 
-def layer_norms(tree: dict[str, Any], layers: Sequence[str]) -> jax.Array:
-    """[L] vector of ‖tree[layer]‖₂, one entry per layer name."""
-    return jnp.sqrt(_layer_sums_of_squares(tree, layers))
-
-
 def _layer_sums_of_squares(tree: dict[str, Any], layers: Sequence[str]) -> jax.Array:
-    """[L] vector of Σ x² over each layer's leaves. Every top-level entry of a params dict is a
-    layer, so global norms are ``sqrt(sum(...))`` of this: one pass over the arrays, not two."""
+    """[L] vector of Σ x² over each layer's leaves; the layer norms are its square roots. Every
+    top-level entry of a params dict is a layer, so the global norm (as ``optax.tree.norm``) is
+    ``sqrt(sum(...))`` of it: one pass over the arrays, not two."""
     return jnp.stack(
         [sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree[n])) for n in layers]
     )

@@ -84,7 +84,9 @@ def kernel_first_dot(
     used as it lies, and only the small ``inputs`` is transposed. With the kernel on the right
     XLA copies the whole [runs, out, in] array to [in, runs·out] on every step.
     """
-    (contract_in, contract_k), _ = dimension_numbers
+    (contract_in, contract_k), batch_dims = dimension_numbers
+    if batch_dims != ((), ()):
+        raise ValueError(f"kernel_first_dot: batch dimensions {batch_dims} are not supported")
     out = jax.lax.dot_general(
         kernel,
         inputs,

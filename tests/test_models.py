@@ -103,6 +103,8 @@ def test_kernel_first_dot_is_the_dense_product(batch_shape):
     got = models.kernel_first_dot(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
     np.testing.assert_allclose(got, np.asarray(x) @ np.asarray(kernel), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(got, dense, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="batch dimensions"):
+        models.kernel_first_dot(x, kernel, (((x.ndim - 1,), (0,)), ((0,), (0,))))
 
     module = models.MLP(hidden=(5,), num_outputs=3)
     params = module.init(jax.random.PRNGKey(0), x)["params"]

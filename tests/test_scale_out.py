@@ -175,6 +175,25 @@ def test_two_processes_on_localhost_merge_into_one_run_dir(reference, tmp_path):
     equal(merged, reference)
 
 
+def test_default_memory_budget_follows_the_device():
+    """CPU: 2 GiB. GPU/TPU: half of what the devices' allocators may hand out, summed; a
+    device that reports no limit falls back to the CPU budget."""
+
+    class Device:
+        def __init__(self, platform, limit=None):
+            self.platform, self.limit = platform, limit
+
+        def memory_stats(self):
+            return None if self.limit is None else {"bytes_limit": self.limit, "bytes_in_use": 7}
+
+    cpu_budget = 2 * 2**30
+    assert gl.engine.default_memory_budget(jax.local_devices()) == cpu_budget
+    gpus = [Device("gpu", 60 * 2**30), Device("gpu", 60 * 2**30)]
+    assert gl.engine.default_memory_budget(gpus) == 60 * 2**30
+    assert gl.engine.default_memory_budget([Device("tpu", 16 * 2**30)]) == 8 * 2**30
+    assert gl.engine.default_memory_budget([Device("gpu")]) == cpu_budget
+
+
 def test_memory_budget_picks_the_chunk_size(spec):
     data = gl.load_data(spec.data)
     big = spec.replace(grid={**spec.grid, "seed": list(range(1000))})
