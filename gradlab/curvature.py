@@ -40,6 +40,9 @@ _FALLBACK_SEED = 0
 # A Lanczos step breaks down when the new residual is below this many machine epsilons relative
 # to ‖Hv‖: the Krylov space is then invariant to working precision.
 _BREAKDOWN_EPS = 100.0
+# Two top Ritz values closer than this (relative to the largest |Ritz value|) are treated as one
+# eigenvalue found twice ("ghost" copies, Lanczos without reorthogonalisation).
+_GHOST_RTOL = 1e-4
 
 
 def hvp(loss_fn: LossFn, params: PyTree, v: PyTree) -> PyTree:
@@ -98,36 +101,54 @@ def _lanczos_top(
 ) -> tuple[jax.Array, jax.Array]:
     """Top Ritz pair of a symmetric operator after ``k = min(num_iters, n)`` Lanczos steps.
 
-    Step ``j`` applies the three-term recurrence to ``H v_j`` and makes the residual orthogonal
-    to the basis ``V = [v_0 … v_j]`` with one classical Gram-Schmidt pass:
+    Step ``j`` is the three-term recurrence, in the order Paige (1972) found the most stable
+    (``β_{j-1} v_{j-1}`` is removed before ``α_j`` is measured):
 
     .. math::
 
-      \\alpha_j = v_j^\\top H v_j,\\quad
-      w_j = H v_j - \\alpha_j v_j - \\beta_{j-1} v_{j-1},\\quad
-      \\beta_j = \\lVert w_j - V V^\\top w_j \\rVert,\\quad
-      v_{j+1} = (w_j - V V^\\top w_j) / \\beta_j .
+      w_j = H v_j - \\beta_{j-1} v_{j-1},\\quad \\alpha_j = v_j^\\top w_j,\\quad
+      w_j \\leftarrow w_j - \\alpha_j v_j,\\quad
+      \\beta_j = \\lVert w_j \\rVert,\\quad v_{j+1} = w_j / \\beta_j .
 
-    This is Lanczos with complete reorthogonalisation (Golub & Van Loan, *Matrix Computations*,
-    4th ed., §10.3.1): the recurrence removes the large components along ``v_j`` and
-    ``v_{j-1}``, so ``w_j`` is orthogonal to the basis up to rounding and one pass cleans that
-    rounding (``‖w_j‖`` and ``β_j`` differ by ``O(ε‖H‖)``: there is no cancellation, so the
-    "twice is enough" second pass is not needed). Because ``β_j`` is the norm *after* that
-    pass, ``T = VᵀHV`` holds to working precision and every Ritz value lies in ``[λ_min,
-    λ_max]``.
+    *Orthogonality.* When ``k < n`` the recurrence is all there is: each step writes ``v_j``
+    into the basis (read once, at the end, for the Ritz vector) and never reads it back. In
+    floating point the ``v_j`` then lose orthogonality, but only along Ritz vectors that have
+    already converged (Paige 1980), and the only effect on ``T`` is extra copies ("ghosts") of
+    converged Ritz values: every Ritz value stays within ``O(k ε ‖H‖)`` of ``[λ_min, λ_max]``,
+    and the top one still converges to ``λ_max`` from below. That is all sharpness needs, and
+    it is much cheaper: with thousands of runs vmapped, reorthogonalising against the ``k × n``
+    basis reads it twice per step, which cost more than the HVPs themselves (a 20-step
+    measurement of the article MLP at 256 runs: 2.3 ms per run with complete
+    reorthogonalisation, 1.3 ms without; the 20 HVPs alone take 0.65 ms). Measured against 40
+    completely reorthogonalised steps over a warm-started article sweep, 10 and 20 steps are
+    as accurate without reorthogonalisation as with it (median relative error 2e-7 at 20
+    steps, the same share within 1 %), and on small MLPs with dense Hessians the top
+    eigenvalue agrees with ``eigvalsh`` to 1e-6.
 
-    Breakdown (``‖w_j‖ ≤ 100 ε ‖H v_j‖``: the Krylov space is invariant, e.g. ``v_0`` is an
-    eigenvector, or ``H v_j = 0`` or NaN): the pass is applied instead to a cyclic shift of a
-    fixed random vector, with coupling ``β_j = 0``, so the remaining steps explore the rest of
-    the space and ``T`` stays block tridiagonal. The one pass serves whichever vector comes
-    next, so a restart costs nothing extra. That matters because the pass reads the whole
-    ``k × n`` basis twice per step (``Vᵀw``, then ``V(Vᵀw)``): with thousands of runs vmapped
-    this memory traffic, not the HVPs, sets the cost.
+    When ``k = n`` (small problems, where ``n`` steps are meant to be exact) the basis is kept
+    orthogonal instead: ``w_j`` goes through one classical Gram-Schmidt pass against
+    ``V = [v_0 … v_j]`` before it is normalised (Golub & Van Loan, *Matrix Computations*,
+    4th ed., §10.3.1), so ``T = VᵀHV`` to working precision and the ``n`` Ritz values are the
+    spectrum.
+
+    *Breakdown* (``‖w_j‖ ≤ 100 ε ‖H v_j‖``: the Krylov space is invariant, e.g. ``v_0`` is an
+    eigenvector, or ``H v_j = 0`` or NaN): the next vector is a cyclic shift of a fixed random
+    vector, with coupling ``β_j = 0``, so ``T`` becomes block diagonal and the next block is a
+    Lanczos process of its own: its Ritz values are Rayleigh quotients too, and the remaining
+    steps explore the rest of the space. With ``k = n`` the restart vector also goes through
+    the Gram-Schmidt pass, so the blocks together still span the whole space.
 
     Returns ``(θ_max, u)``; both are NaN when any product was non-finite.
+
+    References:
+      Paige, `Accuracy and effectiveness of the Lanczos algorithm for the symmetric
+      eigenproblem <https://doi.org/10.1016/0024-3795(80)90167-6>`_, 1980;
+      Cullum & Willoughby, Lanczos Algorithms for Large Symmetric Eigenvalue Computations,
+      vol. 1, 1985 (Lanczos without reorthogonalisation)
     """
     n = v0.shape[0]
     k = min(num_iters, n)  # more than n steps would exhaust the space; n steps are exact.
+    reorthogonalise = k == n
     dtype = v0.dtype
     tol = _BREAKDOWN_EPS * jnp.finfo(dtype).eps
 
@@ -140,11 +161,13 @@ def _lanczos_top(
         basis = basis.at[j].set(v)
         hv = matvec(v)
         hv_norm = jnp.linalg.norm(hv)
-        alpha = jnp.vdot(v, hv)
-        w = hv - alpha * v - beta_prev * v_prev
+        w = hv - beta_prev * v_prev
+        alpha = jnp.vdot(v, w)
+        w = w - alpha * v
         breakdown = ~(jnp.linalg.norm(w) > tol * hv_norm)  # also true for H v = 0 and for NaN
         w = jnp.where(breakdown, jnp.roll(fallback, j + 1), w)
-        w = w - basis.T @ (basis @ w)  # rows j+1.. of the basis are still zero
+        if reorthogonalise:
+            w = w - basis.T @ (basis @ w)  # rows j+1.. of the basis are still zero
         norm = jnp.linalg.norm(w)
         beta = jnp.where(breakdown, 0, norm)
         alphas = alphas.at[j].set(alpha)
@@ -167,9 +190,32 @@ def _lanczos_top(
     off = betas[:-1]
     tridiag = jnp.diag(alphas) + jnp.diag(off, 1) + jnp.diag(off, -1)
     ritz_values, ritz_vectors = jnp.linalg.eigh(jnp.where(finite, tridiag, 0))
-    u = _safe_normalise(basis.T @ ritz_vectors[:, -1])
+    if reorthogonalise or k == 1:
+        u = _safe_normalise(basis.T @ ritz_vectors[:, -1])
+    else:
+        u = _top_ritz_vector(basis, ritz_values, ritz_vectors)
     nan = jnp.array(jnp.nan, dtype)
     return jnp.where(finite, ritz_values[-1], nan), jnp.where(finite, u, nan)
+
+
+def _top_ritz_vector(
+    basis: jax.Array, ritz_values: jax.Array, ritz_vectors: jax.Array
+) -> jax.Array:
+    """The top Ritz vector, robust to a ghost copy of the top Ritz value.
+
+    Once ``θ_max`` has converged, Lanczos without reorthogonalisation can find it a second time
+    (a "ghost"): ``T`` then has two Ritz values equal to working precision whose Ritz vectors
+    ``V s_1`` and ``V s_2`` both approximate the same eigenvector ``u``. ``eigh`` returns an
+    arbitrary rotation ``a`` of ``s_1, s_2``, and ``V(a_1 s_1 + a_2 s_2) ≈ (a_1 c_1 + a_2 c_2) u``
+    can nearly cancel. When the top two Ritz values agree to ``1e-4`` (relative), the two
+    Ritz vectors are added in phase instead, ``V s_1 + sign(⟨V s_1, V s_2⟩) V s_2 ≈ ±(|c_1| +
+    |c_2|) u``; otherwise the result is ``V s_1``.
+    """
+    top = basis.T @ ritz_vectors[:, -1]
+    second = basis.T @ ritz_vectors[:, -2]
+    ghost = ritz_values[-1] - ritz_values[-2] <= _GHOST_RTOL * jnp.max(jnp.abs(ritz_values))
+    in_phase = top + jnp.where(jnp.vdot(top, second) < 0, -1, 1) * second
+    return _safe_normalise(jnp.where(ghost, in_phase, top))
 
 
 def top_hessian_eigenvalue(
@@ -182,8 +228,8 @@ def top_hessian_eigenvalue(
     """Sharpness: the largest (algebraic) Hessian eigenvalue ``λ_max`` and its eigenvector.
 
     Runs ``m = min(num_iters, n)`` steps of Lanczos on the flattened parameters (``n`` of them)
-    from ``v0``, with full reorthogonalisation, and returns the top Ritz pair of the ``m × m``
-    tridiagonal matrix ``T`` (via ``jnp.linalg.eigh``):
+    from ``v0`` and returns the top Ritz pair of the ``m × m`` tridiagonal matrix ``T`` (via
+    ``jnp.linalg.eigh``):
 
     .. math::
 
@@ -198,22 +244,28 @@ def top_hessian_eigenvalue(
     the top Ritz value ``θ_max`` is a Rayleigh quotient over the Krylov space, so it converges
     to the largest *algebraic* eigenvalue, from below and monotonically in ``num_iters``, at a
     rate set by the relative gap ``(λ_1 − λ_2)/(λ_2 − λ_n)`` (Chebyshev acceleration, much
-    faster than power iteration's ``|λ_2/λ_1|^m``). With ``num_iters ≥ n`` it is exact.
+    faster than power iteration's ``|λ_2/λ_1|^m``). With ``num_iters ≥ n`` it is exact. In
+    floating point the Lanczos vectors lose orthogonality as Ritz values converge; for
+    ``m < n`` that is left alone, because it only duplicates converged Ritz values and keeps
+    every one within ``O(m ε ‖H‖)`` of the spectrum (Paige 1980), while reorthogonalising
+    against the basis would cost more than the HVPs. For ``m = n`` the basis is kept
+    orthogonal, so ``n`` steps stay exact (details in ``_lanczos_top``).
 
     Robustness, all branch-free:
 
     * a zero or non-finite ``v0`` falls back to a fixed random vector;
     * on breakdown (the Krylov space became invariant, ``β ≈ 0``, e.g. ``v0`` is an exact
-      eigenvector) Lanczos restarts from a shift of that fixed random vector, orthogonalised
-      against the basis: no division by zero, and the remaining steps explore the rest of the
-      space;
+      eigenvector) Lanczos restarts from a shift of that fixed random vector (orthogonalised
+      against the basis when ``m = n``): no division by zero, and the remaining steps explore
+      the rest of the space;
     * a non-finite Hessian (any non-finite HVP) gives NaN for the eigenvalue and the eigenvector,
       never a made-up number.
 
     Warm starts: pass the eigenvector returned at the previous measurement as ``v0``; when the
     top eigenvector changed little, a few iterations suffice.
 
-    Cost: ``m`` HVPs, plus ``O(m² n)`` flops and ``m × n`` floats of memory for the basis.
+    Cost: ``m`` HVPs, plus ``O(m n)`` flops and ``m × n`` floats of memory for the basis
+    (``O(n³)`` flops when ``m = n``).
 
     Args:
       loss_fn: scalar loss ``loss_fn(params) -> ()``.

@@ -224,6 +224,37 @@ def test_repeated_breakdowns_stay_within_the_spectrum():
         np.testing.assert_allclose(np.linalg.norm(vec[3:]), 0.0, atol=1e-4)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ghost_copies_of_the_top_eigenvalue_keep_the_eigenvector(seed):
+    """One isolated eigenvalue (50 over a bulk in [-1, 1]) converges within a few steps; 60
+    steps without reorthogonalisation then find it again ("ghosts"). The eigenvalue stays
+    exact and the returned vector is still its eigenvector."""
+    n = 200
+    spectrum = np.r_[50.0, np.random.default_rng(seed).uniform(-1.0, 1.0, n - 1)]
+    a = _symmetric(spectrum, seed)
+    v0 = jax.random.normal(jax.random.PRNGKey(seed), (n,))
+    lam, vec = _top_quadratic(a, jnp.zeros(n), v0, num_iters=60)
+    vec = np.asarray(vec, np.float64)
+    np.testing.assert_allclose(lam, 50.0, rtol=1e-5)
+    assert np.linalg.norm(np.asarray(a, np.float64) @ vec - 50.0 * vec) < 1e-3 * 50.0
+
+
+def test_ghost_ritz_vectors_are_added_in_phase():
+    """Two Lanczos vectors that are copies of the same eigenvector u (orthogonality fully lost)
+    and a top Ritz value found twice: ``eigh`` may return any rotation of the pair, here the one
+    whose Ritz vector V s_1 = (u - u)/√2 cancels. The result must still be ±u."""
+    u = jnp.array([0.6, 0.8, 0.0])
+    basis = jnp.stack([u, u])
+    ritz_values = jnp.array([5.0, 5.0])
+    ritz_vectors = jnp.array([[1.0, 1.0], [1.0, -1.0]]) / jnp.sqrt(2.0)  # columns: s_2, s_1
+    got = cv._top_ritz_vector(basis, ritz_values, ritz_vectors)
+    np.testing.assert_allclose(jnp.abs(got), jnp.abs(u), atol=1e-6)
+    # A distinct second eigenvalue is not a ghost: the top Ritz vector is V s_1 alone.
+    basis = jnp.eye(3)[:2]
+    got = cv._top_ritz_vector(basis, jnp.array([1.0, 5.0]), jnp.eye(2))
+    np.testing.assert_allclose(got, jnp.eye(3)[1], atol=1e-6)
+
+
 def test_zero_hessian_is_zero_not_nan():
     lam, vec = _top_quadratic(jnp.zeros((5, 5)), jnp.ones(5), jnp.ones(5))
     assert lam == 0.0
