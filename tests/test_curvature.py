@@ -215,8 +215,9 @@ def test_breakdown_at_an_exact_eigenvector(start_index):
 
 def test_repeated_breakdowns_stay_within_the_spectrum():
     """Two distinct eigenvalues, each of multiplicity 3: every Krylov space closes after at most
-    two steps, so six steps need three restarts. Each restart must be orthogonal to the basis
-    (else T is not VᵀHV and padding or overlap could report a value above λ_max)."""
+    two steps, so six steps need three restarts. With as many steps as dimensions the basis is
+    kept orthogonal, restarts included (else T is not VᵀHV and padding or overlap could report
+    a value above λ_max)."""
     a = -jnp.diag(jnp.array([1.0, 1.0, 1.0, 3.0, 3.0, 3.0]))
     for start in (jnp.eye(6)[3], jnp.ones(6)):
         lam, vec = _top_quadratic(a, jnp.ones(6), start, num_iters=6)
