@@ -141,6 +141,8 @@ def _lanczos_top(
     Returns ``(θ_max, u)``; both are NaN when any product was non-finite.
 
     References:
+      Paige, `Computational variants of the Lanczos method for the eigenproblem
+      <https://doi.org/10.1093/imamat/10.3.373>`_, 1972;
       Paige, `Accuracy and effectiveness of the Lanczos algorithm for the symmetric
       eigenproblem <https://doi.org/10.1016/0024-3795(80)90167-6>`_, 1980;
       Cullum & Willoughby, Lanczos Algorithms for Large Symmetric Eigenvalue Computations,
