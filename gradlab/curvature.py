@@ -207,17 +207,22 @@ def _top_ritz_vector(
 
     Once ``θ_max`` has converged, Lanczos without reorthogonalisation can find it a second time
     (a "ghost"): ``T`` then has two Ritz values equal to working precision whose Ritz vectors
-    ``V s_1`` and ``V s_2`` both approximate the same eigenvector ``u``. ``eigh`` returns an
-    arbitrary rotation ``a`` of ``s_1, s_2``, and ``V(a_1 s_1 + a_2 s_2) ≈ (a_1 c_1 + a_2 c_2) u``
-    can nearly cancel. When the top two Ritz values agree to ``1e-4`` (relative), the two
-    Ritz vectors are added in phase instead, ``V s_1 + sign(⟨V s_1, V s_2⟩) V s_2 ≈ ±(|c_1| +
-    |c_2|) u``; otherwise the result is ``V s_1``.
+    ``y_1 = V s_1`` and ``y_2 = V s_2`` both approximate the same eigenvector ``u``. ``eigh``
+    returns an arbitrary rotation of ``s_1, s_2``, and ``y_1 ≈ (a_1 c_1 + a_2 c_2) u`` can
+    nearly cancel. A ghost pair is recognised by both signs: the top two Ritz values agree to
+    ``1e-4`` (relative to the largest ``|θ|``) *and* ``y_1, y_2`` are nearly linearly dependent
+    (``det G ≤ 0.01 (tr G)²`` for their Gram matrix ``G``; two genuine, orthonormal Ritz
+    vectors give ``1/4``, so a close pair of distinct eigenvalues is never merged). The pair is
+    then added in phase, ``y_1 + sign(⟨y_1, y_2⟩) y_2 ≈ ±(|c_1| + |c_2|) u``; otherwise the
+    result is ``y_1``.
     """
     top = basis.T @ ritz_vectors[:, -1]
     second = basis.T @ ritz_vectors[:, -2]
-    ghost = ritz_values[-1] - ritz_values[-2] <= _GHOST_RTOL * jnp.max(jnp.abs(ritz_values))
-    in_phase = top + jnp.where(jnp.vdot(top, second) < 0, -1, 1) * second
-    return _safe_normalise(jnp.where(ghost, in_phase, top))
+    g11, g22, g12 = jnp.vdot(top, top), jnp.vdot(second, second), jnp.vdot(top, second)
+    close = ritz_values[-1] - ritz_values[-2] <= _GHOST_RTOL * jnp.max(jnp.abs(ritz_values))
+    dependent = g11 * g22 - g12**2 <= 0.01 * (g11 + g22) ** 2
+    in_phase = top + jnp.where(g12 < 0, -1, 1) * second
+    return _safe_normalise(jnp.where(close & dependent, in_phase, top))
 
 
 def top_hessian_eigenvalue(
