@@ -5,9 +5,9 @@ Workload: ``common.article_spec`` (MLP 784-10-10-10 ReLU, MNIST subset, batch 32
 ``--max-runs`` (default 16,384; up to 100,000 when asked for), or at the sizes ``--sizes``
 lists. Chunking is gradlab's own by default (``chunk_size=None``: as many runs as its memory
 budget allows, at most ``engine.MAX_CHUNK`` = 512 per CPU device), which bounds the compiled
-program's working set; ``--chunk-size``
-takes one or more explicit chunk sizes instead, and every size is then measured with each
-(a chunk-size sweep: ``--sizes 4096 --chunk-size 256 512 1024 2048 4096``).
+program's working set; ``--chunk-size`` takes one or more explicit chunk sizes instead, and
+every size is then measured with each (a chunk-size sweep: ``--sizes 4096 --chunk-size 256 512
+1024 2048 4096``).
 
 Each (size, chunk size) runs in a fresh Python subprocess, so nothing (compiled programs, XLA
 buffers, memory high-water marks) carries over. The child loads the data, records its peak RSS

@@ -119,7 +119,7 @@ def _lanczos_top(
     it is much cheaper: with thousands of runs vmapped, reorthogonalising against the ``k × n``
     basis reads it twice per step, which cost more than the HVPs themselves (a 20-step
     measurement of the article MLP at 256 runs: 2.3 ms per run with complete
-    reorthogonalisation, 1.3 ms without; the 20 HVPs alone take 0.65 ms). Measured against 40
+    reorthogonalisation, about 1.5 ms without; the 20 HVPs alone take 0.65 ms). Measured against 40
     completely reorthogonalised steps over a warm-started article sweep, 10 and 20 steps are
     as accurate without reorthogonalisation as with it (median relative error 2e-7 at 20
     steps, the same share within 1 %), and on small MLPs with dense Hessians the top

@@ -145,11 +145,10 @@ def flat_signals(tree: Any) -> list[jax.Array]:
 
 
 def _pad(values: jax.Array | list[jax.Array], n: int, dtype: Any) -> jax.Array:
-    """A [n] vector: ``values`` followed by NaN (a layer that has no such signal)."""
-    values = jnp.stack(values) if isinstance(values, list) and values else values
-    if isinstance(values, list):  # no values at all
-        return jnp.full([n], jnp.nan, dtype)
-    return jnp.concatenate([values.astype(dtype), jnp.full([n - values.shape[0]], jnp.nan, dtype)])
+    """A [n] vector: ``values`` (an array or a possibly empty list of scalars) followed by NaN
+    for the layers that have no such signal."""
+    values = jnp.asarray(values, dtype).reshape(-1)
+    return jnp.concatenate([values, jnp.full([n - values.shape[0]], jnp.nan, dtype)])
 
 
 def step_metrics(

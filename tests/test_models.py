@@ -99,10 +99,10 @@ def test_kernel_first_dot_is_the_dense_product(batch_shape):
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(*batch_shape, 7)), jnp.float32)
     kernel = jnp.asarray(rng.normal(size=(7, 4)), jnp.float32)
-    dense = jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
+    plain = jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
     got = models.kernel_first_dot(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
     np.testing.assert_allclose(got, np.asarray(x) @ np.asarray(kernel), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(got, dense, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got, plain, rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match="batch dimensions"):
         models.kernel_first_dot(x, kernel, (((x.ndim - 1,), (0,)), ((0,), (0,))))
 
