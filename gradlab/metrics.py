@@ -57,6 +57,7 @@ __all__ = [
     "STEP_METRICS",
     "accuracy",
     "flat_signals",
+    "layer_sums_of_squares",
     "per_example_loss",
     "rms",
     "step_metrics",
@@ -121,7 +122,7 @@ def tree_all_finite(tree: Any) -> jax.Array:
     return jnp.isfinite(tree_max_abs(tree))
 
 
-def _layer_sums_of_squares(tree: dict[str, Any], layers: Sequence[str]) -> jax.Array:
+def layer_sums_of_squares(tree: dict[str, Any], layers: Sequence[str]) -> jax.Array:
     """[L] vector of Σ x² over each layer's leaves; the layer norms are its square roots. Every
     top-level entry of a params dict is a layer, so the global norm (as ``optax.tree.norm``) is
     ``sqrt(sum(...))`` of it: one pass over the arrays, not two."""
@@ -157,7 +158,7 @@ def step_metrics(
     outputs: jax.Array,
     y: jax.Array,
     grads: dict[str, Any],
-    params: dict[str, Any],
+    param_sq: jax.Array,
     updates: dict[str, Any],
     layers: Sequence[str],
     signals: Any,
@@ -171,7 +172,9 @@ def step_metrics(
     Args:
       loss, outputs, y: the batch loss, the network outputs and the targets.
       grads: the raw gradient ∇L(θ_t) (a params-like dict of layers).
-      params: θ_t.
+      param_sq: [L] Σ (θ_t^l)² per layer, :func:`layer_sums_of_squares` of θ_t. The caller
+        computes it where θ_t is produced: read in the step that overwrites θ_t in place, it
+        would make XLA copy θ_t every step (see ``engine.Carry``).
       updates: the optimizer's update ``u_t``, which a live run applies: ``θ_{t+1} = θ_t + u_t``.
       layers: the top-level layer names of ``params`` in order.
       signals: the ``"intermediates"`` collection (pre-activations h^l).
@@ -182,9 +185,8 @@ def step_metrics(
     Returns:
       metric name -> scalar (or [num_layers] vector for ``*_layer`` metrics).
     """
-    grad_sq = _layer_sums_of_squares(grads, layers)
-    param_sq = _layer_sums_of_squares(params, layers)
-    update_sq = _layer_sums_of_squares(updates, layers)
+    grad_sq = layer_sums_of_squares(grads, layers)
+    update_sq = layer_sums_of_squares(updates, layers)
     dtype = loss.dtype
     return {
         "loss": loss,

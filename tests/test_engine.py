@@ -79,8 +79,12 @@ def reference_batches(n, batch, steps, seed=0):
     return out[:steps]
 
 
-def reference_train(spec, dataset, tx, seed, factor=10.0):
-    """Hand-written loop: losses per step, grad norms, and the divergence step (-1 if none)."""
+def reference_train(spec, dataset, tx, seed, factor=10.0, history=None):
+    """Hand-written loop: losses per step, grad norms, and the divergence step (-1 if none).
+
+    With a ``history`` dict, also appends per step the parameters θ_t the gradient was taken at
+    (``"params"``) and the update θ_{t+1} − θ_t (``"updates"``).
+    """
     params = reference_params(spec, seed)
     state = tx.init(params)
     grad_fn, update_fn = jax.jit(jax.value_and_grad(reference_loss)), jax.jit(tx.update)
@@ -97,6 +101,9 @@ def reference_train(spec, dataset, tx, seed, factor=10.0):
             diverged_at = t
             break
         updates, state = update_fn(grads, state, params)
+        if history is not None:
+            history.setdefault("params", []).append(params)
+            history.setdefault("updates", []).append(updates)
         params = optax.apply_updates(params, updates)
     return np.array(losses), np.array(grad_norms), diverged_at
 
@@ -268,6 +275,23 @@ def test_mse_loss_is_half_squared_error_on_one_hot(dataset):
     onehot = np.eye(CLASSES)[dataset.y_train[idx]]
     expected = np.mean(0.5 * np.sum((np.asarray(logits) - onehot) ** 2, axis=1))
     np.testing.assert_allclose(ds.loss.isel(step=0), expected, rtol=1e-5)
+
+
+def test_param_and_update_norms_against_hand_loop(dataset):
+    # θ_t's layer norms and ‖θ_{t+1} − θ_t‖ at every recorded step, also when the steps between
+    # records only train (log_every=3: the norms of θ_t are carried across those steps).
+    spec = make_spec(dataset, grid={"seed": [0], "learning_rate": [3e-2]})
+    history = {}
+    reference_train(spec, dataset, optax.adam(3e-2), 0, history=history)
+    layers = sorted(history["params"][0], key=lambda n: int(n.split("_")[1]))
+    param_norms = np.array([[norm(p[n]) for n in layers] for p in history["params"]])
+    update_norms = np.array([norm(u) for u in history["updates"]])
+    for log_every in (1, 3):
+        ds = gl.run(spec.replace(log_every=log_every), progress=False)
+        ds = ds.sel(optimizer="adam", seed=0, learning_rate=3e-2)
+        steps = ds.step.values
+        np.testing.assert_allclose(ds.param_norm_layer, param_norms[steps], rtol=1e-5)
+        np.testing.assert_allclose(ds.update_norm, update_norms[steps], rtol=1e-4)
 
 
 def test_log_every_thins_records_not_training(dataset):
