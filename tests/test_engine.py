@@ -375,6 +375,25 @@ def test_tree_all_finite(values, finite):
     assert jax.vmap(M.tree_all_finite)(batched).tolist() == [True, finite]
 
 
+def test_nan_and_inf_in_layer_sized_arrays_are_found():
+    # Leaves the size of the article MLP's first kernel, vmapped over runs as in the engine,
+    # with one NaN or inf per run somewhere inside: XLA's CPU max reduction skips such NaNs
+    # (openxla/xla#21461), so a finiteness check by max |x| missed every one of them.
+    runs, rng = 32, np.random.default_rng(0)
+    kernel = rng.normal(size=(runs, 10, 784)).astype(np.float32)
+    bias = rng.normal(size=(runs, 10)).astype(np.float32)
+    for r in range(runs):
+        kernel[r, rng.integers(10), rng.integers(784)] = [np.nan, np.inf, -np.inf, 1.0][r % 4]
+    tree = {"layer_0": {"kernel": jnp.asarray(kernel), "bias": jnp.asarray(bias)}}
+    finite = jax.jit(jax.vmap(M.tree_all_finite))(tree)
+    largest = jax.jit(jax.vmap(M.tree_max_abs))(tree)
+    for r in range(runs):
+        values = np.concatenate([kernel[r].ravel(), bias[r]])
+        assert bool(finite[r]) == bool(np.isfinite(values).all()), r
+        # numpy's maximum, except that an infinity outranks a NaN (none is in both here)
+        np.testing.assert_equal(float(largest[r]), np.max(np.abs(values)))
+
+
 def test_infinite_gradient_with_finite_loss_diverges_at_that_step(dataset):
     """d√s/ds = inf at s = 0: the loss is finite, one gradient is not. The run must be
     reported diverged at step 0 (its parameters frozen there), not one step later when the
