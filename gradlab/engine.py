@@ -388,6 +388,14 @@ def build_program(
             values["grad_snr"] = curvature.gradient_snr(per_example)
         return {k: jnp.asarray(v, jnp.float32) for k, v in values.items()}, vectors
 
+    def apply_update(params, updates, alive):
+        """θ_{t+1} = θ_t + [alive]·u_t. Freezing masks the update, not the state: the select
+        runs inside the fused update loop (a select on the carried parameters would cost a
+        copy of them every step). A dead run's optimizer state is never read again."""
+        return jax.tree.map(
+            lambda p, u: p + jnp.where(alive, u, jnp.zeros_like(u)), params, updates
+        )
+
     def init_run(hp):
         """Initial parameters (and the per-seed batch order) of one run: all its randomness."""
         key = jax.random.PRNGKey(hp.get("seed", jnp.zeros([], jnp.int32)))
@@ -443,12 +451,22 @@ def build_program(
             else:
                 bad |= ~jnp.isfinite(loss) | ~M.tree_all_finite(measured)
             alive = carry.alive & ~bad
-            # Freezing masks the update, not the state: θ_{t+1} = θ_t + [alive]·u_t selects
-            # inside the fused update loop (a select on the carried parameters would cost a
-            # copy of them every step). A dead run's optimizer state is never read again.
-            new_params = jax.tree.map(
-                lambda p, u: p + jnp.where(alive, u, jnp.zeros_like(u)), params, updates
-            )
+            if record and record_all:
+                # This step records ‖u_t‖, whose reduction needs u_t written out. On CPU XLA
+                # then writes it twice (Adam's direction, then scaled by the learning rate) and
+                # recomputes it inside the update loop; applied in a conditional branch (t ≥ 0
+                # always holds), u_t is written once and the update reads it. Default metrics
+                # cost 1.29x -> 1.20x `none` at 256 runs, 1.23x -> 1.00x at 1,024 (interleaved
+                # A/B, 5-11 rounds). Elsewhere the update stays free to fuse.
+                new_params = jax.lax.platform_dependent(
+                    params,
+                    updates,
+                    alive,
+                    cpu=lambda *a: jax.lax.cond(t >= 0, apply_update, lambda p, u, a: p, *a),
+                    default=apply_update,
+                )
+            else:
+                new_params = apply_update(params, updates, alive)
             new_carry = Carry(
                 params=new_params,
                 opt_state=opt_state,
