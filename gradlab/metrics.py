@@ -9,7 +9,7 @@ L the mean loss over the batch):
 ``loss``               L(θ_t) on the step's batch (mean over examples)
 ``accuracy``           fraction of the batch whose argmax output is the label (NaN for regression)
 ``grad_norm``          ‖g_t‖₂ over all parameters, before any clipping
-``grad_max_abs``       max |g_t| over all parameters
+``grad_max_abs``       max |g_t| over all parameters (inf if g_t has an infinity, else NaN if a NaN)
 ``update_norm``        ‖θ_{t+1} − θ_t‖₂, the step actually taken (after clipping, momentum, ...)
 ``grad_norm_layer``    ‖g_t^l‖₂ over layer l's parameters (kernel and bias)
 ``param_norm_layer``   ‖θ_t^l‖₂
