@@ -437,10 +437,10 @@ def build_program(
             # On CPU the divergence check and the metrics read the gradient through an
             # optimization barrier. Vmapped, a dense kernel's gradient leaves its GEMM as
             # [runs·out, in]; without the barrier XLA moves the reshape to [runs, out, in] into
-            # the per-run reductions (max |g|, Σ g²), and YNNPACK runs them 3x slower (1.4 ms
-            # instead of 0.4 ms per step for the article MLP at 256 runs: 5-11 % of the whole
-            # step in interleaved A/B runs). Elsewhere the reductions stay free to fuse with the
-            # optimizer's reads.
+            # the per-run reductions (finiteness, max |g|, Σ g²), and YNNPACK runs them 3x
+            # slower (1.4 ms instead of 0.4 ms per step for the article MLP at 256 runs: 5-11 %
+            # of the whole step in interleaved A/B runs). Elsewhere the reductions stay free to
+            # fuse with the optimizer's reads.
             measured = jax.lax.platform_dependent(
                 grads, cpu=jax.lax.optimization_barrier, default=lambda g: g
             )
@@ -462,7 +462,7 @@ def build_program(
                     params,
                     updates,
                     alive,
-                    cpu=lambda *a: jax.lax.cond(t >= 0, apply_update, lambda p, u, a: p, *a),
+                    cpu=lambda *a: jax.lax.cond(t >= 0, apply_update, lambda p, u, alive: p, *a),
                     default=apply_update,
                 )
             else:

@@ -191,7 +191,7 @@ def step_metrics(
         computes it where θ_t is produced: read in the step that overwrites θ_t in place, it
         would make XLA copy θ_t every step (see ``engine.Carry``).
       updates: the optimizer's update ``u_t``, which a live run applies: ``θ_{t+1} = θ_t + u_t``.
-      layers: the top-level layer names of ``params`` in order.
+      layers: the top-level layer names of the parameter dicts, in order.
       signals: the ``"intermediates"`` collection (pre-activations h^l).
       signal_grads: gradients w.r.t. the ``"perturbations"`` collection (δ^l = ∂L/∂h^l).
       num_layers: length of the ``layer`` dimension (signals are NaN-padded to it).
