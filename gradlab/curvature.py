@@ -216,8 +216,7 @@ def _top_ritz_vector(
     then added in phase, ``y_1 + sign(⟨y_1, y_2⟩) y_2 ≈ ±(|c_1| + |c_2|) u``; otherwise the
     result is ``y_1``.
     """
-    top = basis.T @ ritz_vectors[:, -1]
-    second = basis.T @ ritz_vectors[:, -2]
+    second, top = (basis.T @ ritz_vectors[:, -2:]).T  # one pass over the basis for both
     g11, g22, g12 = jnp.vdot(top, top), jnp.vdot(second, second), jnp.vdot(top, second)
     close = ritz_values[-1] - ritz_values[-2] <= _GHOST_RTOL * jnp.max(jnp.abs(ritz_values))
     dependent = g11 * g22 - g12**2 <= 0.01 * (g11 + g22) ** 2

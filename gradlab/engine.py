@@ -794,12 +794,10 @@ def _compile(chunk_program: Callable[..., Any], devices: list[Any], hp0: Any, ar
     With several devices the run axis (axis 0 of every hyperparameter and every output) is
     split into one contiguous slice per device; data arguments are replicated.
     """
-    options = CPU_COMPILER_OPTIONS if devices[0].platform == "cpu" else {}
+    options = CPU_COMPILER_OPTIONS if devices[0].platform == "cpu" else None
     if len(devices) == 1:
         with jax.default_device(devices[0]):
-            return (
-                jax.jit(chunk_program).lower(hp0, *args).compile(compiler_options=options or None)
-            )
+            return jax.jit(chunk_program).lower(hp0, *args).compile(compiler_options=options)
     mesh = jax.sharding.Mesh(np.asarray(devices), ("runs",))
     runs, replicated = jax.sharding.PartitionSpec("runs"), jax.sharding.PartitionSpec()
     in_specs = (runs, *([replicated] * len(args)))
@@ -811,7 +809,7 @@ def _compile(chunk_program: Callable[..., Any], devices: list[Any], hp0: Any, ar
         from jax.experimental.shard_map import shard_map
 
         sharded = shard_map(chunk_program, mesh, in_specs, runs, check_rep=False)
-    return jax.jit(sharded).lower(hp0, *args).compile(compiler_options=options or None)
+    return jax.jit(sharded).lower(hp0, *args).compile(compiler_options=options)
 
 
 def _barrier(name: str) -> None:
