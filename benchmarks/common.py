@@ -237,8 +237,9 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
-def write_json(path: str | None, payload: dict[str, Any]) -> None:
+def write_json(path: str | None, payload: dict[str, Any], quiet: bool = False) -> None:
     if path:
         with open(path, "w") as f:
             json.dump(payload, f, indent=2, default=float)
-        print(f"wrote {path}")
+        if not quiet:
+            print(f"wrote {path}")

@@ -1,49 +1,56 @@
 #!/usr/bin/env bash
-# The article-workload throughput benchmark (benchmarks/sweep_throughput.py) on one GPU:
-# 1k-64k runs x 10 epochs, with the same side-by-side baselines and table, then the check of
-# the target: 16,384 runs x 10 epochs in under 60 s (gradlab, steady state) on an H100.
+# The article-workload benchmarks on one GPU: the throughput table of
+# benchmarks/sweep_throughput.py at 1k-64k runs x 10 epochs (same side-by-side baselines),
+# the check of the target (16,384 runs x 10 epochs in under 60 s, gradlab steady state, on an
+# H100), then benchmarks/metric_overhead.py's curvature rows at METRIC_RUNS runs.
 #
-# Assumes jax with CUDA is installed in the Python it runs ($PYTHON, default: python).
-# torch (a CUDA build) and keras are optional, as on the CPU.
+# Assumes jax with CUDA is installed in the Python it runs ($PYTHON; default: python, else
+# python3). torch (a CUDA build) is optional, as on the CPU; Keras is skipped (100x slower).
 #
 #   bash benchmarks/gpu.sh                                  # 1024 4096 16384 65536 runs
-#   RUNS="16384" REPEATS=1 bash benchmarks/gpu.sh            # just the target, quickly
-#   OUT=/tmp bash benchmarks/gpu.sh --skip keras torch-loop  # extra flags go to the script
+#   RUNS="16384" REPEATS=1 METRIC_RUNS=0 bash benchmarks/gpu.sh   # just the target, quickly
+#   OUT=/tmp bash benchmarks/gpu.sh --loop-configs 8        # extra flags go to the script
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON=${PYTHON:-python}
+PYTHON=${PYTHON:-$(command -v python || command -v python3)}
 RUNS=${RUNS:-"1024 4096 16384 65536"}
 EPOCHS=${EPOCHS:-10}
 REPEATS=${REPEATS:-3}
 CHUNK=${CHUNK:-16384}
+# torch.func builds one nn.Module per run in Python: above this many runs its setup alone
+# takes minutes, so it is left out there.
+TORCH_FUNC_MAX_RUNS=${TORCH_FUNC_MAX_RUNS:-16384}
+METRIC_RUNS=${METRIC_RUNS:-4096}
 OUT=${OUT:-.}
 JSON="$OUT/gpu_throughput.json"
 
 # JAX would otherwise take 75% of the GPU's memory up front and leave little to torch.
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
 
-"$PYTHON" - <<'EOF'
+"$PYTHON" - <<'PY'
 import jax, sys
 if jax.default_backend() != "gpu":
     sys.exit(f"gpu.sh: jax's default backend is {jax.default_backend()!r}, not a GPU")
-print("devices:", jax.devices())
-EOF
+print("jax", jax.__version__, "devices:", jax.devices())
+PY
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 
 # A CPU-only torch would train the torch.func ensemble on the host: hours at 64k runs x 10
-# epochs. Its CPU numbers are in the CPU table; here torch runs only where it has CUDA.
-SKIP=()
+# epochs. Its CPU numbers are in the CPU table; here torch runs only where it has CUDA. The
+# eager torch loop is timed on 4 configurations (one 10-epoch run takes seconds).
+SKIP=(--skip keras)
 if ! "$PYTHON" -c "import torch, sys; sys.exit(not torch.cuda.is_available())" 2>/dev/null; then
-  SKIP=(--skip torch-func torch-loop)
+  SKIP+=(torch-func torch-loop)
   echo "torch with CUDA is not installed: the torch baselines are skipped"
 fi
 
 # shellcheck disable=SC2086  # RUNS is a list of sizes
 "$PYTHON" benchmarks/sweep_throughput.py --runs $RUNS --epochs "$EPOCHS" \
-  --repeats "$REPEATS" --chunk-size "$CHUNK" --json "$JSON" "${SKIP[@]}" "$@"
+  --repeats "$REPEATS" --chunk-size "$CHUNK" --torch-configs 4 \
+  --torch-func-max-runs "$TORCH_FUNC_MAX_RUNS" --json "$JSON" "${SKIP[@]}" "$@"
 
-"$PYTHON" - "$JSON" "$EPOCHS" <<'EOF'
+"$PYTHON" - "$JSON" "$EPOCHS" <<'PY'
 import json, sys
 results = json.load(open(sys.argv[1]))["results"]
 epochs = int(sys.argv[2])
@@ -54,4 +61,10 @@ else:
     t = hits[0]["total_s"]
     print(f"target: 16,384 runs x 10 epochs in {t:.1f} s (goal < 60 s): "
           f"{'met' if t < 60 else 'NOT met'}")
-EOF
+PY
+
+if [ "$METRIC_RUNS" -gt 0 ]; then
+  "$PYTHON" benchmarks/metric_overhead.py --runs "$METRIC_RUNS" --repeats "$REPEATS" \
+    --only none default "default+sharpness" "default+sharpness, 10 iters" \
+    "default+hessian_trace" "default+per_example" --json "$OUT/gpu_metric_overhead.json"
+fi

@@ -53,6 +53,10 @@ Times are per run and per epoch (ms), ``speedup`` is the jax loop's time over th
     python benchmarks/sweep_throughput.py                      # R = 64, 256 (a few minutes)
     python benchmarks/sweep_throughput.py --runs 1024 4096     # bigger sweeps
     python benchmarks/sweep_throughput.py --json out.json --skip keras torch-loop
+    bash benchmarks/gpu.sh                                     # on a GPU: 1k-64k runs x 10 epochs
+
+Each R's rows are printed (and the JSON rewritten) as soon as that R is measured, so a run
+stopped at a time limit keeps what it measured.
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ METHODS = ("gradlab", "jax-loop", "jax-vmap", "torch-func", "torch-loop", "keras
 ADAM_FLOPS_PER_PARAM = 14
 ADAM_BYTES_PER_PARAM = 24  # read + write of parameter, first and second moment (float32)
 EVAL_BLOCK = 1000
+HEADERS = ["runs", "method", "total s", "ms/run-epoch", "speedup vs loop", "% roofline", "note"]
 
 
 # ----------------------------------------------------------------------------- data and roofline
@@ -436,6 +441,12 @@ def main() -> None:
     parser.add_argument("--torch-configs", type=int, default=8, help="configs timed, torch loop")
     parser.add_argument("--keras-runs", type=int, default=3, help="runs timed, keras")
     parser.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument(
+        "--torch-func-max-runs",
+        type=int,
+        default=None,
+        help="skip torch.func above this R (it builds one nn.Module per run in Python)",
+    )
     parser.add_argument("--skip", nargs="*", default=[], choices=METHODS, action="extend")
     parser.add_argument("--json", default=None, help="write the numbers to this file")
     args = parser.parse_args()
@@ -488,6 +499,16 @@ def main() -> None:
 
     rows, records = [], []
 
+    def write_results(records, quiet=True):
+        payload = {
+            "machine": info,
+            "workload": {"runs": args.runs, "epochs": args.epochs, "steps": w["steps"], **cost},
+            "peaks": peaks,
+            "roofline_s_per_run": roof_s,
+            "results": records,
+        }
+        common.write_json(args.json, payload, quiet=quiet)
+
     def add(runs, method, total_s, loop_s, note="", samples=None):
         ms = total_s / runs * 1e3 / args.epochs
         speedup = loop_s * runs / total_s if loop_s else None
@@ -527,7 +548,8 @@ def main() -> None:
             chunk = common.chunk_size_used(spec_r, w["data"], args.chunk_size)
             first_s, timers["jax vmap (hand-written)"] = jax_vmap(w, cfgs, chunk)
             notes["jax vmap (hand-written)"] = f"first call {first_s:.1f} s"
-        if "torch-func" not in args.skip and installed("torch"):
+        torch_func_fits = args.torch_func_max_runs is None or runs <= args.torch_func_max_runs
+        if "torch-func" not in args.skip and installed("torch") and torch_func_fits:
             name = f"torch.func vmap ({torch_device})"
             _, setup_s, timers[name] = torch_func(w, cfgs, torch_device)
             notes[name] = f"setup {setup_s:.2f} s included"
@@ -557,26 +579,19 @@ def main() -> None:
         for name, seconds in total.items():
             if name != "gradlab steady":
                 add(runs, name, seconds, loop_s, notes.get(name, ""), samples.get(name))
-        print(f"R={runs} done", flush=True)
+        # Each R's rows as soon as they are measured, and the JSON so far: a long GPU run
+        # stopped at its time limit keeps what it measured.
+        print(f"R={runs} done\n{common.table(HEADERS, [r for r in rows if r[0] == runs])}\n")
+        write_results(records)
 
-    headers = ["runs", "method", "total s", "ms/run-epoch", "speedup vs loop", "% roofline", "note"]
     print()
-    print(common.table(headers, rows))
+    print(common.table(HEADERS, rows))
     print(
         f"\nroofline: {roof_s / args.epochs * 1e3:.2f} ms per run-epoch "
         f"(max of compute and memory terms above); speedup = jax loop ms / method ms"
     )
     print(common.load_line())
-    common.write_json(
-        args.json,
-        {
-            "machine": info,
-            "workload": {"runs": args.runs, "epochs": args.epochs, "steps": w["steps"], **cost},
-            "peaks": peaks,
-            "roofline_s_per_run": roof_s,
-            "results": records,
-        },
-    )
+    write_results(records, quiet=False)
 
 
 if __name__ == "__main__":
