@@ -63,3 +63,45 @@ def test_a_different_spec_is_refused_unless_overwrite(spec, tmp_path):
 def test_load_of_a_missing_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a gradlab run directory"):
         gl.load(tmp_path)
+
+
+@pytest.mark.parametrize("chunk_size", [2, 5, 6])
+def test_assemble_places_every_chunk_by_group_run_and_step(chunk_size):
+    # 2 optimizers x (3 seeds x 2 learning rates) runs, 4 logged steps, 2 layers. Each value
+    # encodes where it belongs, 1000·group + 100·run + 10·step + layer, so a chunk copied to the
+    # wrong group, offset or axis shows up as a wrong number.
+    grid = {"learning_rate": [0.1, 0.2], "seed": [0, 1, 2]}  # traced order; the spec's below
+    layout = gl.store.Layout(
+        fingerprint="f",
+        optimizers=["sgd", "adam"],
+        static={},
+        traced=grid,
+        grid_order=["seed", "learning_rate"],
+        steps=[0, 2, 4, 6],
+        num_layers=2,
+        num_runs=6,
+        chunk_size=chunk_size,
+    )
+    code = lambda g, runs: (
+        1000 * g + 100 * runs[:, None, None] + 10 * np.arange(4)[:, None] + np.arange(2)
+    ).astype(np.float32)
+    chunks = {}
+    for g in range(2):
+        for c in range(layout.num_chunks):
+            runs = np.arange(c * chunk_size, min((c + 1) * chunk_size, 6))
+            chunks[(g, c)] = {"norm": code(g, runs), "final": code(g, runs)[:, 0, 0]}
+            for array in chunks[(g, c)].values():  # as jax.device_get returns them
+                array.flags.writeable = False
+    ds = gl.store.assemble(layout, chunks, "spec", {})
+    assert all(ds[name].values.flags.writeable for name in ds.data_vars)  # a normal Dataset
+
+    assert ds.norm.dims == ("optimizer", "seed", "learning_rate", "step", "layer")
+    for g, name in enumerate(["sgd", "adam"]):
+        for i, lr in enumerate(grid["learning_rate"]):
+            for seed in grid["seed"]:
+                run = i * 3 + seed  # C order of the traced axes
+                want = 1000 * g + 100 * run + 10 * np.arange(4)[:, None] + np.arange(2)
+                got = ds.sel(optimizer=name, learning_rate=lr, seed=seed)
+                np.testing.assert_array_equal(got.norm.values, want)
+                assert got.final.item() == 1000 * g + 100 * run
+    np.testing.assert_array_equal(ds.step, [0, 2, 4, 6])
