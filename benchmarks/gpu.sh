@@ -9,6 +9,7 @@
 #
 #   bash benchmarks/gpu.sh                                  # 1024 4096 16384 65536 runs
 #   RUNS="16384" REPEATS=1 METRIC_RUNS=0 bash benchmarks/gpu.sh   # just the target, quickly
+#   TORCH_LOOP=1 TORCH_FUNC_MAX_RUNS=16384 bash benchmarks/gpu.sh  # every torch baseline
 #   OUT=/tmp bash benchmarks/gpu.sh --loop-configs 8        # extra flags go to the script
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,11 +17,14 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-$(command -v python || command -v python3)}
 RUNS=${RUNS:-"1024 4096 16384 65536"}
 EPOCHS=${EPOCHS:-10}
-REPEATS=${REPEATS:-3}
+REPEATS=${REPEATS:-2}  # a GPU of one's own is quiet: two rounds agree
 CHUNK=${CHUNK:-16384}
-# torch.func builds one nn.Module per run in Python: above this many runs its setup alone
-# takes minutes, so it is left out there.
-TORCH_FUNC_MAX_RUNS=${TORCH_FUNC_MAX_RUNS:-16384}
+# torch.func builds one nn.Module per run in Python (16 s of its 24 s at 16,384 runs on an
+# H200), so above this many runs it is left out. The eager torch loop (2.2 s per 10-epoch run
+# on an H200, 60x the jax loop) runs only with TORCH_LOOP=1. With these defaults the whole
+# script takes about 4.5 minutes on an H200 (by the timings in benchmarks/README.md).
+TORCH_FUNC_MAX_RUNS=${TORCH_FUNC_MAX_RUNS:-4096}
+TORCH_LOOP=${TORCH_LOOP:-0}
 METRIC_RUNS=${METRIC_RUNS:-4096}
 OUT=${OUT:-.}
 JSON="$OUT/gpu_throughput.json"
@@ -37,12 +41,13 @@ PY
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 
 # A CPU-only torch would train the torch.func ensemble on the host: hours at 64k runs x 10
-# epochs. Its CPU numbers are in the CPU table; here torch runs only where it has CUDA. The
-# eager torch loop is timed on 4 configurations (one 10-epoch run takes seconds).
+# epochs. Its CPU numbers are in the CPU table; here torch runs only where it has CUDA.
 SKIP=(--skip keras)
 if ! "$PYTHON" -c "import torch, sys; sys.exit(not torch.cuda.is_available())" 2>/dev/null; then
   SKIP+=(torch-func torch-loop)
   echo "torch with CUDA is not installed: the torch baselines are skipped"
+elif [ "$TORCH_LOOP" != 1 ]; then
+  SKIP+=(torch-loop)
 fi
 
 # shellcheck disable=SC2086  # RUNS is a list of sizes
