@@ -152,6 +152,39 @@ def test_results_do_not_depend_on_chunk_size(dataset):
             np.testing.assert_allclose(chunked[name], whole[name], rtol=1e-5, err_msg=name)
 
 
+def test_a_redefined_module_with_the_same_repr_gets_its_own_program(dataset):
+    # In a notebook a re-run cell defines a new class with the old repr ("Shifted()"); the
+    # cached program of the old class must not be reused. Reference: the same sweep run
+    # with an empty program cache.
+    import flax.linen as nn
+
+    def define(shift):
+        class Shifted(nn.Module):
+            @nn.compact
+            def __call__(self, x):
+                return nn.Dense(CLASSES, name="dense_0")(x) + shift * jnp.arange(CLASSES)[None]
+
+        return Shifted()
+
+    grid = {"seed": [0], "learning_rate": [0.1]}
+    specs = [make_spec(dataset, optimizers=("sgd",), grid=grid, model=define(s)) for s in (0, 3)]
+    assert gl.to_toml(specs[0]) == gl.to_toml(specs[1])
+    gl.run(specs[0], progress=False)
+    second = gl.run(specs[1], progress=False)
+    gl.engine._PROGRAMS.clear()
+    alone = gl.run(specs[1], progress=False)
+    np.testing.assert_array_equal(second.loss, alone.loss)
+    assert second.attrs["compile_time_s"] > 0
+    # The same module object again (and a new instance of the same class) reuses the program.
+    assert gl.run(specs[1], progress=False).attrs["compile_time_s"] == 0
+    assert (
+        gl.run(specs[1].replace(model=type(specs[1].model)()), progress=False).attrs[
+            "compile_time_s"
+        ]
+        == 0
+    )
+
+
 def test_changing_traced_values_does_not_recompile(dataset):
     compiles = []
     jax.monitoring.register_event_duration_secs_listener(
@@ -384,42 +417,53 @@ def test_nan_and_inf_in_layer_sized_arrays_are_found():
     bias = rng.normal(size=(runs, 10)).astype(np.float32)
     for r in range(runs):
         kernel[r, rng.integers(10), rng.integers(784)] = [np.nan, np.inf, -np.inf, 1.0][r % 4]
+        if r % 8 == 1:  # an infinity and a NaN
+            kernel[r, rng.integers(10), rng.integers(784)] = np.nan
     tree = {"layer_0": {"kernel": jnp.asarray(kernel), "bias": jnp.asarray(bias)}}
     finite = jax.jit(jax.vmap(M.tree_all_finite))(tree)
     largest = jax.jit(jax.vmap(M.tree_max_abs))(tree)
+    # As the engine calls it at a recorded step, with the per-layer Σ x² it has anyway.
+    sums = jax.vmap(lambda t: M.layer_sums_of_squares(t, ["layer_0"]))(tree)
+    largest_from_sums = jax.jit(jax.vmap(M.tree_max_abs))(tree, sums)
     for r in range(runs):
         values = np.concatenate([kernel[r].ravel(), bias[r]])
         assert bool(finite[r]) == bool(np.isfinite(values).all()), r
-        # numpy's maximum, except that an infinity outranks a NaN (none is in both here)
+        assert bool(np.isfinite(largest[r])) == bool(np.isfinite(values).all()), r
         np.testing.assert_equal(float(largest[r]), np.max(np.abs(values)))
+        np.testing.assert_equal(float(largest_from_sums[r]), np.max(np.abs(values)))
 
 
-def test_infinite_gradient_with_finite_loss_diverges_at_that_step(dataset):
-    """d√s/ds = inf at s = 0: the loss is finite, one gradient is not. The run must be
-    reported diverged at step 0 (its parameters frozen there), not one step later when the
-    non-finite update has already reached the parameters and the loss."""
+@pytest.mark.parametrize("metrics", ["none", "default"])
+@pytest.mark.parametrize("gain", [1.0, 0.0])
+def test_non_finite_gradient_with_finite_loss_diverges_at_that_step(dataset, gain, metrics):
+    """d√s/ds = inf at s = 0 (gain 1), and 0·inf = NaN (gain 0): the loss is finite, one
+    gradient is not. The run must be reported diverged at step 0 (its parameters frozen there),
+    not one step later when the non-finite update has already reached the parameters and the
+    loss; with metrics the step is recorded (and checked) differently, so both are run."""
     import flax.linen as nn
 
     class SqrtGate(nn.Module):
         @nn.compact
         def __call__(self, x):
             s = self.param("gate", nn.initializers.zeros, ())
-            return nn.Dense(CLASSES, name="dense_0")(x) * (1 + jnp.sqrt(s))
+            return nn.Dense(CLASSES, name="dense_0")(x) * (1 + gain * jnp.sqrt(s))
 
     x = dataset.x_train[reference_batches(N_TRAIN, 16, 1)[0]]
-    loss = lambda s: jnp.sum(jnp.sqrt(s) * x)  # the same kind of derivative, written out
+    loss = lambda s: jnp.sum(gain * jnp.sqrt(s) * x)  # the same kind of derivative, written out
     assert np.isfinite(loss(0.0)) and not np.isfinite(jax.grad(loss)(0.0))
     spec = make_spec(
         dataset,
         optimizers=("sgd",),
         grid={"seed": [0], "learning_rate": [0.1]},
         model=SqrtGate(),
-        metrics=("none",),
+        metrics=(metrics,),
     )
     ds = gl.run(spec, progress=False).squeeze()
     assert np.isfinite(ds.loss.isel(step=0))
     assert bool(ds.diverged) and int(ds.diverged_at) == 0
     assert np.isnan(ds.loss.isel(step=slice(1, None))).all()
+    if metrics == "default":  # as numpy's max |g|: inf for the infinity, NaN for the NaN
+        np.testing.assert_equal(float(ds.grad_max_abs.isel(step=0)), np.inf if gain else np.nan)
 
 
 def test_apply_if_finite_skips_instead_of_diverging(dataset):
