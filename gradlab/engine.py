@@ -19,6 +19,7 @@ NaN; the step of divergence keeps the values measured there.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import time
@@ -252,6 +253,25 @@ def _tree_where(cond: jax.Array, a: Any, b: Any) -> Any:
     return jax.tree.map(lambda x, y: jnp.where(cond, x, y), a, b)
 
 
+@functools.lru_cache(maxsize=32)
+def _cached_variable_shapes(module: Any, batch_shape: tuple[int, int]) -> Any:
+    return jax.eval_shape(
+        lambda k, x: module.init(k, x),
+        jax.random.PRNGKey(0),
+        jax.ShapeDtypeStruct(batch_shape, jnp.float32),
+    )
+
+
+def _variable_shapes(module: Any, batch_shape: tuple[int, int]) -> Any:
+    """The shapes of ``module.init`` on a [batch, features] input. Tracing Flax's init takes
+    about 30 ms, paid by every ``gl.run`` call, even one whose program is cached; a module that
+    compares equal (class and fields, as Flax modules do) reuses the shapes."""
+    try:
+        return _cached_variable_shapes(module, batch_shape)
+    except TypeError:  # an unhashable module
+        return _cached_variable_shapes.__wrapped__(module, batch_shape)
+
+
 def build_program(
     spec: SweepSpec, group: Group, plan: Plan, dataset: data_lib.Dataset
 ) -> tuple[Callable[..., dict[str, jax.Array]], int]:
@@ -270,11 +290,7 @@ def build_program(
     batch = group.static.get("batch_size", spec.batch_size)
     n_train = dataset.x_train.shape[0]
     batch_shape = (n_train if batch is None else batch, dataset.x_train.shape[1])
-    variables = jax.eval_shape(
-        lambda k, x: module.init(k, x),
-        jax.random.PRNGKey(0),
-        jax.ShapeDtypeStruct(batch_shape, jnp.float32),
-    )
+    variables = _variable_shapes(module, batch_shape)
     layers = models.layer_names(variables["params"])
     perturbations = variables.get("perturbations", {})
     n_signals = len(jax.tree.leaves(perturbations))
