@@ -499,7 +499,7 @@ def main() -> None:
 
     rows, records = [], []
 
-    def write_results(records, quiet=True):
+    def write_results(quiet=True):
         payload = {
             "machine": info,
             "workload": {"runs": args.runs, "epochs": args.epochs, "steps": w["steps"], **cost},
@@ -581,8 +581,9 @@ def main() -> None:
                 add(runs, name, seconds, loop_s, notes.get(name, ""), samples.get(name))
         # Each R's rows as soon as they are measured, and the JSON so far: a long GPU run
         # stopped at its time limit keeps what it measured.
-        print(f"R={runs} done\n{common.table(HEADERS, [r for r in rows if r[0] == runs])}\n")
-        write_results(records)
+        table = common.table(HEADERS, [r for r in rows if r[0] == runs])
+        print(f"R={runs} done\n{table}\n", flush=True)
+        write_results()
 
     print()
     print(common.table(HEADERS, rows))
@@ -591,7 +592,7 @@ def main() -> None:
         f"(max of compute and memory terms above); speedup = jax loop ms / method ms"
     )
     print(common.load_line())
-    write_results(records, quiet=False)
+    write_results(quiet=False)
 
 
 if __name__ == "__main__":

@@ -260,23 +260,46 @@ def _tree_where(cond: jax.Array, a: Any, b: Any) -> Any:
     return jax.tree.map(lambda x, y: jnp.where(cond, x, y), a, b)
 
 
-@functools.lru_cache(maxsize=32)
-def _cached_variable_shapes(module: Any, batch_shape: tuple[int, int]) -> Any:
-    return jax.eval_shape(
-        lambda k, x: module.init(k, x),
-        jax.random.PRNGKey(0),
-        jax.ShapeDtypeStruct(batch_shape, jnp.float32),
-    )
+class _ByIdentity:
+    """Hashes and compares by identity, and keeps the object alive so its id is not reused."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _ByIdentity) and other.obj is self.obj
+
+
+def _cache_key(obj: Any) -> Any:
+    """``obj`` as part of a cache key: itself when hashable (a Flax module compares by class and
+    fields), else by identity."""
+    try:
+        hash(obj)
+        return obj
+    except TypeError:
+        return _ByIdentity(obj)
 
 
 def _variable_shapes(module: Any, batch_shape: tuple[int, int]) -> Any:
     """The shapes of ``module.init`` on a [batch, features] input. Tracing Flax's init takes
     about 30 ms, paid by every ``gl.run`` call, even one whose program is cached; a module that
-    compares equal (class and fields, as Flax modules do) reuses the shapes."""
-    try:
-        return _cached_variable_shapes(module, batch_shape)
-    except TypeError:  # an unhashable module
-        return _cached_variable_shapes.__wrapped__(module, batch_shape)
+    compares equal reuses the shapes."""
+    return _cached_variable_shapes(_cache_key(module), batch_shape)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_variable_shapes(key: Any, batch_shape: tuple[int, int]) -> Any:
+    module = key.obj if isinstance(key, _ByIdentity) else key
+    return jax.eval_shape(
+        lambda k, x: module.init(k, x),
+        jax.random.PRNGKey(0),
+        jax.ShapeDtypeStruct(batch_shape, jnp.float32),
+    )
 
 
 def build_program(
@@ -474,16 +497,17 @@ def build_program(
             measured = jax.lax.platform_dependent(
                 grads, cpu=jax.lax.optimization_barrier, default=lambda g: g
             )
+            if record and record_all:  # the two reductions of g the metrics need
+                grad_sq = M.layer_sums_of_squares(measured, layers)
+                grad_max_abs = M.tree_max_abs(measured, grad_sq)
             loss0 = jnp.where(t == 0, loss, carry.loss0)
             bad = loss > factor * loss0
             if tolerant:
                 bad |= ~M.tree_all_finite(params)
             elif record and record_all:
-                # The metrics below reduce the gradient for Σ g² per layer and max |g|; the
-                # finiteness follows from those two (XLA computes each once), where a separate
-                # check would read the gradient a third time: 2-3 % of a step at 1,024 runs.
-                grad_sq = M.layer_sums_of_squares(measured, layers)
-                bad |= ~jnp.isfinite(loss) | ~jnp.isfinite(M.tree_max_abs(measured, grad_sq))
+                # Finiteness follows from the metrics' two reductions, where a separate check
+                # would read the gradient a third time: 2-3 % of a step at 1,024 runs.
+                bad |= ~jnp.isfinite(loss) | ~jnp.isfinite(grad_max_abs)
             else:
                 bad |= ~jnp.isfinite(loss) | ~M.tree_all_finite(measured)
             alive = carry.alive & ~bad
@@ -534,7 +558,8 @@ def build_program(
                     loss=loss,
                     outputs=out,
                     y=y,
-                    grads=measured,
+                    grad_sq=grad_sq,
+                    grad_max_abs=grad_max_abs,
                     param_sq=carry.param_sq,
                     updates=updates,  # recorded only where applied (alive), see below
                     layers=layers,
@@ -865,37 +890,15 @@ def _signature(hp: Mapping[str, jax.Array], args: list[Any]) -> tuple[Any, ...]:
     return tuple(sorted(hp)), tuple((x.shape, str(x.dtype)) for x in leaves)
 
 
-class _ByIdentity:
-    """Hashes and compares by identity, and keeps the object alive so its id is not reused."""
-
-    __slots__ = ("obj",)
-
-    def __init__(self, obj: Any) -> None:
-        self.obj = obj
-
-    def __hash__(self) -> int:
-        return id(self.obj)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _ByIdentity) and other.obj is self.obj
-
-
 def _code_identity(spec: SweepSpec) -> tuple[Any, ...]:
     """The code in a spec that its fingerprint knows only by ``repr``: a Flax module and
-    callable chains, as objects. A class redefined in a notebook has the repr of the old one
-    (``MyMLP()``), so without them a second ``gl.run`` would reuse the old class's program. A
-    Flax module compares by class and fields; anything unhashable by identity.
+    callable chains, as cache keys (see :func:`_cache_key`). A class redefined in a notebook
+    has the repr of the old one (``MyMLP()``), so without them a second ``gl.run`` would reuse
+    the old class's program.
     """
     code = [] if isinstance(spec.model, ModelSpec) else [spec.model]
     code += [c for c in spec.optimizers if callable(c)]
-    out = []
-    for obj in code:
-        try:
-            hash(obj)
-            out.append(obj)
-        except TypeError:
-            out.append(_ByIdentity(obj))
-    return tuple(out)
+    return tuple(_cache_key(obj) for obj in code)
 
 
 def _remember(key: tuple[Any, ...], program: Any) -> None:

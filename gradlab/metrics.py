@@ -176,7 +176,8 @@ def step_metrics(
     loss: jax.Array,
     outputs: jax.Array,
     y: jax.Array,
-    grads: dict[str, Any],
+    grad_sq: jax.Array,
+    grad_max_abs: jax.Array,
     param_sq: jax.Array,
     updates: dict[str, Any],
     layers: Sequence[str],
@@ -190,7 +191,10 @@ def step_metrics(
 
     Args:
       loss, outputs, y: the batch loss, the network outputs and the targets.
-      grads: the raw gradient ∇L(θ_t) (a params-like dict of layers).
+      grad_sq: [L] Σ (g_t^l)² per layer of the raw gradient g_t = ∇L(θ_t),
+        :func:`layer_sums_of_squares` of it.
+      grad_max_abs: max |g_t|, :func:`tree_max_abs` of it with ``grad_sq``. The caller reduces
+        the gradient once for both and derives its divergence check from them too.
       param_sq: [L] Σ (θ_t^l)² per layer, :func:`layer_sums_of_squares` of θ_t. The caller
         computes it where θ_t is produced: read in the step that overwrites θ_t in place, it
         would make XLA copy θ_t every step (see ``engine.Carry``).
@@ -204,14 +208,13 @@ def step_metrics(
     Returns:
       metric name -> scalar (or [num_layers] vector for ``*_layer`` metrics).
     """
-    grad_sq = layer_sums_of_squares(grads, layers)
     update_sq = layer_sums_of_squares(updates, layers)
     dtype = loss.dtype
     return {
         "loss": loss,
         "accuracy": accuracy(outputs, y),
         "grad_norm": jnp.sqrt(jnp.sum(grad_sq)),
-        "grad_max_abs": tree_max_abs(grads, grad_sq),
+        "grad_max_abs": grad_max_abs,
         "update_norm": jnp.sqrt(jnp.sum(update_sq)),
         "clipped": clipped,
         "skipped": skipped,

@@ -169,8 +169,9 @@ def test_a_redefined_module_with_the_same_repr_gets_its_own_program(dataset):
     grid = {"seed": [0], "learning_rate": [0.1]}
     specs = [make_spec(dataset, optimizers=("sgd",), grid=grid, model=define(s)) for s in (0, 3)]
     assert gl.to_toml(specs[0]) == gl.to_toml(specs[1])
-    gl.run(specs[0], progress=False)
+    first = gl.run(specs[0], progress=False)
     second = gl.run(specs[1], progress=False)
+    assert not np.allclose(first.loss, second.loss)  # the two classes train differently
     gl.engine._PROGRAMS.clear()
     alone = gl.run(specs[1], progress=False)
     np.testing.assert_array_equal(second.loss, alone.loss)
