@@ -49,6 +49,9 @@ class Layout:
     num_layers: int
     num_runs: int
     chunk_size: int
+    # Per optimizer: the edge-of-stability rule of its chain ("sgd", "momentum", "adam"; ""
+    # where none is known), recorded as the Dataset's ``stability_rule`` coordinate.
+    stability_rules: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def num_groups(self) -> int:
@@ -60,7 +63,7 @@ class Layout:
 
     @classmethod
     def from_plan(cls, plan: Any, num_layers: int) -> Layout:
-        from gradlab.optim import chain_name
+        from gradlab.optim import chain_name, stability_rule
 
         spec = plan.spec
         return cls(
@@ -73,6 +76,7 @@ class Layout:
             num_layers=num_layers,
             num_runs=plan.num_runs,
             chunk_size=plan.chunk_size,
+            stability_rules=[stability_rule(c) or "" for c in spec.optimizers],
         )
 
     def to_json(self) -> str:
@@ -82,7 +86,18 @@ class Layout:
     def from_json(cls, text: str) -> Layout:
         table = json.loads(text)
         table.pop("format", None)
+        if "stability_rules" not in table:  # written before the rules were recorded
+            from gradlab.optim import stability_rule
+
+            table["stability_rules"] = [_rule_of(stability_rule, c) for c in table["optimizers"]]
         return cls(**table)
+
+
+def _rule_of(stability_rule: Any, chain: str) -> str:
+    try:
+        return stability_rule(chain) or ""
+    except ValueError:  # the name of a callable chain
+        return ""
 
 
 def _atomic_write(path: Path, write: Any) -> None:
@@ -171,6 +186,7 @@ def assemble(
         variables[name] = da.transpose(*order, *tail)
     coords = {
         "optimizer": layout.optimizers,
+        "stability_rule": ("optimizer", layout.stability_rules or [""] * len(layout.optimizers)),
         **{k: v for k, v in {**layout.static, **layout.traced}.items()},
         "step": np.asarray(layout.steps, np.int64),
         "layer": np.arange(layout.num_layers),
