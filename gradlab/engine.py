@@ -305,7 +305,7 @@ def _cached_variable_shapes(key: Any, batch_shape: tuple[int, int]) -> Any:
 def build_program(
     spec: SweepSpec, group: Group, plan: Plan, dataset: data_lib.Dataset
 ) -> tuple[Callable[..., dict[str, jax.Array]], int]:
-    """The program that trains one chunk of a group's runs, and the length of ``layer``.
+    """The program that trains one chunk of a group's runs, and the width of each layer's signal.
 
     ``program(hparams, x_train, y_train, order, eval_train, eval_test)`` maps a dict of
     [chunk]-shaped hyperparameter arrays to a dict of [chunk, ...] recorded arrays; ``order`` is
@@ -325,6 +325,8 @@ def build_program(
     perturbations = variables.get("perturbations", {})
     n_signals = len(jax.tree.leaves(perturbations))
     num_layers = max(len(layers), n_signals)
+    widths = [int(h.shape[-1]) for h in M.flat_signals(perturbations)]
+    widths += [0] * (num_layers - len(widths))
     chain, loss_kind = group.chain, spec.loss
     record_all = "default" in spec.metrics
     tolerant = optim.tolerates_nonfinite(chain)
@@ -647,7 +649,7 @@ def build_program(
             hp, params, order, x_train, y_train, eval_train, eval_test
         )
 
-    return program, num_layers
+    return program, widths
 
 
 def _batch_order(key: jax.Array, n: int, batch: int, steps: int) -> jax.Array:
@@ -752,9 +754,9 @@ def run(
     layout = None
     programs = []
     for group in plan.groups:
-        program, num_layers = build_program(spec, group, plan, dataset)
+        program, widths = build_program(spec, group, plan, dataset)
         programs.append(program)
-        layout = layout or store.Layout.from_plan(plan, num_layers)
+        layout = layout or store.Layout.from_plan(plan, widths)
     run_dir = None
     if out:
         if process == 0:  # one process validates (and maybe clears) the directory, then the rest

@@ -52,6 +52,9 @@ class Layout:
     # Per optimizer: the edge-of-stability rule of its chain ("sgd", "momentum", "adam"; ""
     # where none is known), recorded as the Dataset's ``stability_rule`` coordinate.
     stability_rules: list[str] = dataclasses.field(default_factory=list)
+    # Per layer: the width of its pre-activation h^l (0 where the model records no signal),
+    # recorded as the Dataset's ``layer_width`` coordinate.
+    layer_widths: list[int] = dataclasses.field(default_factory=list)
 
     @property
     def num_groups(self) -> int:
@@ -62,7 +65,7 @@ class Layout:
         return math.ceil(self.num_runs / self.chunk_size)
 
     @classmethod
-    def from_plan(cls, plan: Any, num_layers: int) -> Layout:
+    def from_plan(cls, plan: Any, layer_widths: list[int]) -> Layout:
         from gradlab.optim import chain_name, stability_rule
 
         spec = plan.spec
@@ -73,10 +76,11 @@ class Layout:
             traced={k: list(v) for k, v in spec.traced_axes.items()},
             grid_order=list(spec.grid),
             steps=[int(s) for s in plan.logged_steps],
-            num_layers=num_layers,
+            num_layers=len(layer_widths),
             num_runs=plan.num_runs,
             chunk_size=plan.chunk_size,
             stability_rules=[stability_rule(c) or "" for c in spec.optimizers],
+            layer_widths=[int(w) for w in layer_widths],
         )
 
     def to_json(self) -> str:
@@ -191,6 +195,8 @@ def assemble(
         "step": np.asarray(layout.steps, np.int64),
         "layer": np.arange(layout.num_layers),
     }
+    if layout.layer_widths:
+        coords["layer_width"] = ("layer", np.asarray(layout.layer_widths, np.int64))
     ds = xr.Dataset(variables, coords=coords)
     ds.attrs.update(
         spec=spec if isinstance(spec, str) else to_toml(spec), **versions(), **dict(attrs)
