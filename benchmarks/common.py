@@ -96,9 +96,11 @@ def chunk_size_used(spec: gl.SweepSpec, dataset: Any, chunk_size: int | None) ->
 
 def clear_program_cache() -> None:
     """Forget gradlab's compiled programs, so the next ``gl.run`` compiles (a first call)."""
-    cache = getattr(getattr(gl, "engine", None), "_PROGRAMS", None)
-    if cache is not None:
-        cache.clear()
+    engine = getattr(gl, "engine", None)
+    if hasattr(engine, "cache"):
+        engine.cache.clear()
+    elif hasattr(engine, "_PROGRAMS"):  # gradlab before the engine package (2f84037)
+        engine._PROGRAMS.clear()
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:

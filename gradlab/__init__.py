@@ -1,26 +1,23 @@
 """gradlab: measure gradient explosion with vmapped JAX sweeps.
 
-import gradlab as gl
-spec = gl.SweepSpec(model=gl.ModelSpec(hidden=(10, 10)), data=gl.DataSpec(name="mnist"),
-                    optimizers=("sgd", "adam"), grid={"seed": [0, 1],
-                    "learning_rate": [1e-3, 1e-1]}, epochs=1)
-ds = gl.run(spec, out="runs/demo")   # an xarray.Dataset, also saved under runs/demo
+    import gradlab as gl
+    spec = gl.SweepSpec(model=gl.ModelSpec(hidden=(10, 10)), data=gl.DataSpec(name="mnist"),
+                        optimizers=("sgd", "adam"), grid={"seed": [0, 1],
+                        "learning_rate": [1e-3, 1e-1]}, epochs=1)
+    ds = gl.run(spec, out="runs/demo")   # an xarray.Dataset, also saved under runs/demo
+    ds = gl.load("runs/demo")            # the same Dataset, read back
+
+The functions and classes below are the whole top-level surface; the modules are namespaces
+(``gl.data.load(name)``, ``gl.analysis``, ``gl.plots``, ``gl.theory``, ``gl.schema``, ...).
+``docs/architecture.md`` maps the code.
 """
 
 from importlib import metadata as _metadata
 
-from gradlab import curvature, data, metrics, models, optim, theory
-from gradlab.engine import load_data, make_plan, run
-from gradlab.spec import (
-    ConfigError,
-    DataSpec,
-    ModelSpec,
-    SweepSpec,
-    default_spec,
-    from_toml,
-    load_toml,
-    to_toml,
-)
+from gradlab import curvature, data, engine, metrics, models, optim, schema, store, theory
+from gradlab.engine import make_plan, run
+from gradlab.errors import ConfigError
+from gradlab.spec import DataSpec, ModelSpec, SweepSpec, default_spec, from_toml, read_toml, to_toml
 from gradlab.store import load
 
 _LAZY = ("analysis", "plots", "report")  # matplotlib/pandas: imported on first use
@@ -49,17 +46,19 @@ __all__ = [
     "curvature",
     "data",
     "default_spec",
+    "engine",
     "from_toml",
     "load",
-    "load_data",
-    "load_toml",
     "make_plan",
     "metrics",
     "models",
     "optim",
     "plots",
+    "read_toml",
     "report",
     "run",
+    "schema",
+    "store",
     "theory",
     "to_toml",
 ]

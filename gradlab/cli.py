@@ -15,7 +15,8 @@ import os
 import sys
 from pathlib import Path
 
-from gradlab.spec import ConfigError, SweepSpec
+from gradlab.errors import ConfigError
+from gradlab.spec import SweepSpec
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -139,7 +140,7 @@ def _run(args: argparse.Namespace) -> int:
 
     _setup_jax(args)
     if args.config:
-        spec = gl.load_toml(args.config)
+        spec = gl.read_toml(args.config)
         out = args.out or str(Path("runs") / Path(args.config).stem)
     else:
         spec = gl.default_spec()

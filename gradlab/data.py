@@ -12,7 +12,6 @@ written there is written atomically (a temporary file, then ``os.replace``).
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
 import http.client
@@ -20,7 +19,6 @@ import itertools
 import math
 import os
 import pathlib
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -28,7 +26,8 @@ from typing import IO, Any, Literal, NamedTuple
 
 import numpy as np
 
-from gradlab.spec import ConfigError
+from gradlab.errors import ConfigError
+from gradlab.files import atomic_write
 
 __all__ = [
     "DATASETS",
@@ -229,7 +228,7 @@ def load(
         _check_int("n_test", n_test, 0)
     _check_int("seed", seed, 0, 2**32 - 1)
     root, options = _resolve_dir(data_dir), {**defaults, **options}
-    key = _cache_key(name, n_train, n_test, seed, root, options) if cache else None
+    key = _load_key(name, n_train, n_test, seed, root, options) if cache else None
     if key is not None and key in _CACHE:
         return _CACHE[key]
     dataset = loader(n_train=n_train, n_test=n_test, seed=seed, root=root, options=options)
@@ -246,7 +245,7 @@ _CACHE: dict[tuple[Any, ...], Dataset] = {}
 _CACHE_SIZE = 4
 
 
-def _cache_key(name, n_train, n_test, seed, root, options) -> tuple[Any, ...] | None:
+def _load_key(name, n_train, n_test, seed, root, options) -> tuple[Any, ...] | None:
     """Everything a loader reads, or None (no caching) when an option is not a plain value."""
     try:
         frozen = tuple(sorted((k, _frozen(v)) for k, v in options.items()))
@@ -428,7 +427,7 @@ def download_mnist(
         if dest.is_file() and _md5(dest) == md5:
             continue
         url = base_url.rstrip("/") + "/" + name
-        _atomic_write(dest, lambda f, url=url, md5=md5: _fetch(url, f, md5, timeout))
+        atomic_write(dest, lambda tmp, url=url, md5=md5: _fetch_to(tmp, url, md5, timeout))
     return folder
 
 
@@ -492,7 +491,7 @@ def _mnist_subset(root: pathlib.Path) -> dict[str, np.ndarray]:
         "x_test": pixels[test],
         "y_test": y[test].astype(np.int32),
     }
-    _atomic_write(cache, lambda f: np.savez_compressed(f, **arrays))
+    atomic_write(cache, lambda tmp: _savez_to(tmp, arrays))
     return arrays
 
 
@@ -756,15 +755,11 @@ def _fetch(url: str, out: IO[bytes], md5: str, timeout: float) -> None:
         )
 
 
-def _atomic_write(path: pathlib.Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Writes path through a temporary file in the same folder; leaves nothing on failure."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+def _fetch_to(path: pathlib.Path, url: str, md5: str, timeout: float) -> None:
+    with open(path, "wb") as f:
+        _fetch(url, f, md5, timeout)
+
+
+def _savez_to(path: pathlib.Path, arrays: Mapping[str, np.ndarray]) -> None:
+    with open(path, "wb") as f:
+        np.savez_compressed(f, **arrays)

@@ -1,44 +1,20 @@
-"""Explosion metrics: pure functions of one training step.
+"""The default explosion metrics: pure functions of one training step of one run.
 
 Every function here maps arrays/PyTrees of a single run and a single step to arrays, so the
-engine can ``vmap`` them across runs and ``scan`` them across steps. Definitions (θ_t the
-parameters at step t, g_t = ∇L(θ_t) the raw minibatch gradient, h^l the pre-activation of layer l,
-L the mean loss over the batch):
+engine can ``vmap`` them across runs and ``scan`` them across steps. What each recorded variable
+means (dims, unit, direction) is in :mod:`gradlab.schema`; the notes here are on how they are
+computed. θ_t are the parameters at step t, g_t = ∇L(θ_t) the raw minibatch gradient (before
+any clipping), u_t the optimizer's update (θ_{t+1} = θ_t + u_t for a live run), h^l the
+pre-activation of layer l and L the mean loss over the batch.
 
-=====================  ==========================================================================
-``loss``               L(θ_t) on the step's batch (mean over examples)
-``accuracy``           fraction of the batch whose argmax output is the label (NaN for regression)
-``grad_norm``          ‖g_t‖₂ over all parameters, before any clipping
-``grad_max_abs``       max |g_t| over all parameters (NaN if g_t has a NaN, as numpy's ``max``)
-``update_norm``        ‖θ_{t+1} − θ_t‖₂, the step actually taken (after clipping, momentum, ...)
-``grad_norm_layer``    ‖g_t^l‖₂ over layer l's parameters (kernel and bias)
-``param_norm_layer``   ‖θ_t^l‖₂
-``update_ratio_layer`` ‖θ_{t+1}^l − θ_t^l‖₂ / ‖θ_t^l‖₂
-``act_rms_layer``      RMS of h^l over batch and units (forward signal)
-``delta_rms_layer``    RMS of δ^l = ∂L/∂h^l over batch and units (backward signal); with L the
-                       batch mean, δ^l carries a factor 1/B. The layer-to-layer ratio
-                       (δ^{l-1}/δ^l)² is the empirical χ1 of mean-field theory.
-``clipped``            a clip stage changed the gradient this step
-``skipped``            ``apply_if_finite`` dropped this step's update
-=====================  ==========================================================================
-
-Opt-in metric sets, measured every ``sharpness_every`` steps (NaN at the other logged steps) on
-the step's batch (the full training set when ``batch_size=None``), by
-:mod:`gradlab.curvature`:
-
-=====================  ==========================================================================
-``sharpness``          λ_max(∇²L(θ_t)), the largest (algebraic) Hessian eigenvalue, by Lanczos
-                       with ``sharpness_iters`` Hessian-vector products, warm-started from the
-                       previous measurement's eigenvector
-``sharpness_bound``    the chain's edge of stability at step t's learning rate η_t: 2/η_t (sgd),
-                       (2+2β)/η_t (momentum), (2+2β1)/(η_t(1−β1)) (adam; the bound on
-                       ``precond_sharpness``); NaN where no closed form is known
-``precond_sharpness``  λ_max(P⁻¹∇²L) with P Adam's preconditioner after step t's update (the one
-                       that produced θ_{t+1}); NaN for chains without Adam
-``hessian_trace``      tr ∇²L by Hutchinson's estimator (10 Rademacher probes, shared by all runs)
-``grad_noise_scale``   B_simple = tr Σ / ‖G‖² from the per-example gradients (McCandlish et al.)
-``grad_snr``           mean over parameters of ḡ²/s² (per-example gradient signal-to-noise)
-=====================  ==========================================================================
+- Norms are L2 norms over a layer's kernel and bias; global norms are the root of the summed
+  per-layer sums of squares (one pass over the arrays).
+- ``delta_rms_layer`` is the RMS of δ^l = ∂L/∂h^l, obtained as the gradient of a zero
+  perturbation of h^l in the same backward pass; with L the batch mean, δ^l carries a factor
+  1/B. The layer-to-layer ratio (δ^{l-1}/δ^l)² is the empirical χ1 of mean-field theory when
+  adjacent layers have equal widths (see ``gradlab.analysis.empirical_chi1``).
+- ``grad_max_abs`` is NaN when g_t has a NaN (as numpy's ``max``), else ``inf`` when it has an
+  infinity, so its finiteness is the gradient's (:func:`tree_max_abs`).
 """
 
 from __future__ import annotations
@@ -48,54 +24,18 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from gradlab.models import natural_key
 
 __all__ = [
-    "LAYER_METRICS",
-    "STEP_METRICS",
     "accuracy",
     "flat_signals",
     "layer_sums_of_squares",
-    "per_example_loss",
     "rms",
     "step_metrics",
     "tree_all_finite",
     "tree_max_abs",
 ]
-
-STEP_METRICS = (
-    "loss",
-    "accuracy",
-    "grad_norm",
-    "grad_max_abs",
-    "update_norm",
-    "clipped",
-    "skipped",
-)
-LAYER_METRICS = (
-    "grad_norm_layer",
-    "param_norm_layer",
-    "update_ratio_layer",
-    "act_rms_layer",
-    "delta_rms_layer",
-)
-
-
-def per_example_loss(kind: str, outputs: jax.Array, y: jax.Array) -> jax.Array:
-    """Per-example loss ℓ_i; the training loss is their mean.
-
-    ``"cross_entropy"``: −log softmax(f(x_i))_{y_i} for integer labels y_i.
-    ``"mse"``: ½‖f(x_i) − y_i‖² summed over outputs; integer labels become one-hot vectors.
-    """
-    if kind == "cross_entropy":
-        return optax.softmax_cross_entropy_with_integer_labels(outputs, y)
-    if kind == "mse":
-        if jnp.issubdtype(y.dtype, jnp.integer):
-            y = jax.nn.one_hot(y, outputs.shape[-1], dtype=outputs.dtype)
-        return 0.5 * jnp.sum((outputs - y) ** 2, axis=-1)
-    raise ValueError(f"unknown loss {kind!r}")
 
 
 def accuracy(outputs: jax.Array, y: jax.Array) -> jax.Array:

@@ -22,50 +22,27 @@ for :class:`MLP`). Both are traced scalars, so one compiled program serves every
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from gradlab.activations import get_activation
-from gradlab.spec import ModelSpec
+from gradlab.inits import INITS
+
+if TYPE_CHECKING:
+    from gradlab.spec import ModelSpec
 
 __all__ = [
-    "KERNEL_INITS",
     "MLP",
     "init_params",
-    "init_std",
     "layer_names",
     "make_model",
     "natural_key",
 ]
-
-KERNEL_INITS = {
-    "lecun_normal": nn.initializers.lecun_normal(),  # truncated normal, std √(1/fan_in)
-    "glorot_uniform": nn.initializers.glorot_uniform(),  # U(±√(6/(fan_in+fan_out)))
-    "glorot_normal": nn.initializers.glorot_normal(),  # truncated normal, std √(2/(fan_in+fan_out))
-    "he_normal": nn.initializers.he_normal(),  # truncated normal, std √(2/fan_in)
-    "he_uniform": nn.initializers.he_uniform(),  # U(±√(6/fan_in))
-    "normal": nn.initializers.variance_scaling(1.0, "fan_in", "normal"),  # N(0, 1/fan_in)
-    "orthogonal": nn.initializers.orthogonal(),  # orthonormal rows/columns
-}
-
-
-def init_std(init: str, fan_in: int, fan_out: int) -> float:
-    """The standard deviation of a kernel entry under ``init`` at ``init_scale = 1``."""
-    if init in ("lecun_normal", "normal"):
-        return math.sqrt(1.0 / fan_in)
-    if init in ("glorot_uniform", "glorot_normal"):
-        return math.sqrt(2.0 / (fan_in + fan_out))
-    if init in ("he_normal", "he_uniform"):
-        return math.sqrt(2.0 / fan_in)
-    if init == "orthogonal":
-        return math.sqrt(1.0 / max(fan_in, fan_out))
-    raise ValueError(f"unknown init {init!r}")
 
 
 def kernel_first_dot(
@@ -104,7 +81,7 @@ class MLP(nn.Module):
       hidden: hidden widths (input side first); ``()`` is a linear model.
       num_outputs: width of the output layer (logits or regression outputs).
       activation: elementwise nonlinearity name (``gradlab.activations``).
-      init_scheme: kernel init scheme name (:data:`KERNEL_INITS`); ``ModelSpec.init``.
+      init_scheme: kernel init scheme name (:data:`gradlab.inits.INITS`); ``ModelSpec.init``.
       use_bias: whether the dense layers have biases (initialised to zero).
     """
 
@@ -122,7 +99,7 @@ class MLP(nn.Module):
             h = nn.Dense(
                 width,
                 use_bias=self.use_bias,
-                kernel_init=KERNEL_INITS[self.init_scheme],
+                kernel_init=INITS[self.init_scheme].initializer,
                 bias_init=nn.initializers.zeros,
                 dot_general=kernel_first_dot,
                 name=f"layer_{i}",

@@ -15,6 +15,7 @@ Grid axes come in two kinds:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import math
 import numbers
@@ -25,11 +26,13 @@ from typing import Any
 import numpy as np
 
 from gradlab.activations import ACTIVATIONS
+from gradlab.data import DATASETS
+from gradlab.errors import ConfigError
+from gradlab.inits import INITS
+from gradlab.losses import LOSSES
+from gradlab.schema import METRIC_SETS
 
 __all__ = [
-    "INITS",
-    "LOSSES",
-    "METRIC_SETS",
     "STATIC_AXES",
     "ConfigError",
     "DataSpec",
@@ -38,30 +41,14 @@ __all__ = [
     "default_spec",
     "expand_axis",
     "from_toml",
-    "load_toml",
+    "read_toml",
     "to_toml",
 ]
 
 
-class ConfigError(ValueError):
-    """An invalid sweep specification; the message starts with the offending field."""
-
-
-INITS = (
-    "lecun_normal",
-    "glorot_uniform",
-    "glorot_normal",
-    "he_normal",
-    "he_uniform",
-    "normal",
-    "orthogonal",
-)
-LOSSES = ("cross_entropy", "mse")
-METRIC_SETS = ("none", "default", "sharpness", "precond_sharpness", "hessian_trace", "per_example")
 STATIC_AXES = ("activation", "init", "batch_size")
 SCHEDULES = ("constant", "cosine", "warmup_cosine", "warmup_constant")
 BATCH_ORDERS = ("shared", "per_seed")
-DATASET_NAMES = ("mnist", "digits", "mnist1d", "teacher")
 
 # Traced axes that the model or the engine read (the optimizer stages declare their own).
 MODEL_AXES = ("seed", "init_scale", "bias_std")
@@ -147,9 +134,9 @@ class DataSpec:
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.name not in DATASET_NAMES:
+        if self.name not in DATASETS:
             raise _fail(
-                "data.name", f"unknown data set {self.name!r}; valid: {', '.join(DATASET_NAMES)}"
+                "data.name", f"unknown data set {self.name!r}; valid: {', '.join(DATASETS)}"
             )
         _check_positive_int("data.n_train", self.n_train, allow_none=True)
         _check_positive_int("data.n_test", self.n_test, allow_none=True)
@@ -361,9 +348,14 @@ class SweepSpec:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
+    @functools.cached_property
+    def toml(self) -> str:
+        """The spec as TOML text (:func:`to_toml`), serialised once per spec."""
+        return to_toml(self)
+
     def fingerprint(self) -> str:
         """A hash of everything that determines the results (used to guard run directories)."""
-        return hashlib.sha256(to_toml(self).encode()).hexdigest()[:16]
+        return hashlib.sha256(self.toml.encode()).hexdigest()[:16]
 
 
 def expand_axis(field: str, values: Any) -> tuple[Any, ...]:
@@ -446,7 +438,7 @@ def from_toml(text: str) -> SweepSpec:
     return _from_table(table)
 
 
-def load_toml(path: str) -> SweepSpec:
+def read_toml(path: str) -> SweepSpec:
     """Read a sweep from a TOML file; raises :class:`ConfigError` naming the field."""
     try:
         with open(path, "rb") as f:

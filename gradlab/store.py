@@ -20,7 +20,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
@@ -29,7 +28,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from gradlab.spec import ConfigError, SweepSpec, to_toml
+from gradlab.errors import ConfigError
+from gradlab.files import atomic_write, atomic_write_text
+from gradlab.schema import VARIABLES
 
 __all__ = ["Layout", "RunDir", "assemble", "load"]
 
@@ -64,25 +65,6 @@ class Layout:
     def num_chunks(self) -> int:
         return math.ceil(self.num_runs / self.chunk_size)
 
-    @classmethod
-    def from_plan(cls, plan: Any, layer_widths: list[int]) -> Layout:
-        from gradlab.optim import chain_name, stability_rule
-
-        spec = plan.spec
-        return cls(
-            fingerprint=spec.fingerprint(),
-            optimizers=[chain_name(c) for c in spec.optimizers],
-            static={k: list(v) for k, v in spec.static_axes.items()},
-            traced={k: list(v) for k, v in spec.traced_axes.items()},
-            grid_order=list(spec.grid),
-            steps=[int(s) for s in plan.logged_steps],
-            num_layers=len(layer_widths),
-            num_runs=plan.num_runs,
-            chunk_size=plan.chunk_size,
-            stability_rules=[stability_rule(c) or "" for c in spec.optimizers],
-            layer_widths=[int(w) for w in layer_widths],
-        )
-
     def to_json(self) -> str:
         return json.dumps({"format": FORMAT_VERSION, **dataclasses.asdict(self)}, indent=1)
 
@@ -104,30 +86,12 @@ def _rule_of(stability_rule: Any, chain: str) -> str:
         return ""
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write ``path`` through a temporary file in the same directory and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _write_text(path: Path, text: str) -> None:
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-
-
 def _write_netcdf(path: Path, ds: xr.Dataset) -> None:
-    _atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
+    atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
 
 
 def _chunk_dataset(outputs: Mapping[str, np.ndarray]) -> xr.Dataset:
-    dims = {0: ("run",), 1: ("run", "step"), 2: ("run", "step", "layer")}
-    return xr.Dataset({k: (dims[np.ndim(v) - 1], np.asarray(v)) for k, v in outputs.items()})
+    return xr.Dataset({k: (("run", *VARIABLES[k].dims), np.asarray(v)) for k, v in outputs.items()})
 
 
 def versions() -> dict[str, str]:
@@ -167,7 +131,7 @@ def _stack_chunks(
 def assemble(
     layout: Layout,
     chunks: Mapping[tuple[int, int], Mapping[str, np.ndarray]],
-    spec: SweepSpec | str,
+    spec_toml: str,
     attrs: Mapping[str, Any],
 ) -> xr.Dataset:
     """Arrange chunk outputs (keyed by (group, chunk)) into the labelled result Dataset.
@@ -184,7 +148,7 @@ def assemble(
     variables = {}
     for name in chunks[(0, 0)]:
         stacked = _stack_chunks(layout, chunks, name)
-        tail = ("step", "layer")[: stacked.ndim - 2]
+        tail = VARIABLES[name].dims
         arr = stacked.reshape(*lead_shape, *stacked.shape[2:])
         da = xr.DataArray(arr, dims=[*lead, *tail])
         variables[name] = da.transpose(*order, *tail)
@@ -198,9 +162,7 @@ def assemble(
     if layout.layer_widths:
         coords["layer_width"] = ("layer", np.asarray(layout.layer_widths, np.int64))
     ds = xr.Dataset(variables, coords=coords)
-    ds.attrs.update(
-        spec=spec if isinstance(spec, str) else to_toml(spec), **versions(), **dict(attrs)
-    )
+    ds.attrs.update(spec=spec_toml, **versions(), **dict(attrs))
     return ds
 
 
@@ -223,10 +185,19 @@ class RunDir:
             raise ConfigError(f"out: {manifest} is not a gradlab manifest ({err})") from None
 
     @classmethod
+    def resumable_chunk_size(cls, path: str | os.PathLike, fingerprint: str) -> int | None:
+        """The chunk size of the sweep with this fingerprint already in ``path``, if any: a
+        resumed sweep keeps the chunking its finished chunks were written with."""
+        stored = cls.stored_layout(path)
+        if stored is not None and stored.fingerprint == fingerprint:
+            return stored.chunk_size
+        return None
+
+    @classmethod
     def open(
-        cls, path: str | os.PathLike, spec: SweepSpec, layout: Layout, *, overwrite: bool = False
+        cls, path: str | os.PathLike, spec_toml: str, layout: Layout, *, overwrite: bool = False
     ) -> RunDir:
-        """Open ``path`` for ``spec``: create it, or resume it if it holds the same sweep.
+        """Open ``path`` for a sweep: create it, or resume it if it holds the same sweep.
 
         Raises:
           ConfigError: ``path`` holds a different sweep (unless ``overwrite``), or is a file.
@@ -245,8 +216,8 @@ class RunDir:
             shutil.rmtree(path / "chunks", ignore_errors=True)
             (path / "result.nc").unlink(missing_ok=True)
         path.mkdir(parents=True, exist_ok=True)
-        _write_text(path / "spec.toml", to_toml(spec))
-        _write_text(path / "manifest.json", layout.to_json())
+        atomic_write_text(path / "spec.toml", spec_toml)
+        atomic_write_text(path / "manifest.json", layout.to_json())
         return cls(path, layout)
 
     def chunk_path(self, group: int, chunk: int) -> Path:

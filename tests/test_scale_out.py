@@ -195,14 +195,14 @@ def test_default_memory_budget_follows_the_device():
 
 
 def test_memory_budget_picks_the_chunk_size(spec):
-    data = gl.load_data(spec.data)
+    data = gl.engine.resolve_data(spec.data)
     big = spec.replace(grid={**spec.grid, "seed": list(range(1000))})
     roomy = gl.make_plan(big, data, num_devices=2)
     tight = gl.make_plan(big, data, memory_budget=2**20)
-    assert roomy.chunk_size == 2 * gl.engine.MAX_CHUNK  # the cap per device, not the budget
+    assert roomy.chunk_size == 2 * gl.engine.platform.MAX_CHUNK  # the cap per device, not the budget
     # On a GPU or TPU only the memory budget limits the chunk.
     gpu = gl.make_plan(big, data, platform="gpu")
-    assert gpu.chunk_size == gpu.num_runs > 2 * gl.engine.MAX_CHUNK
+    assert gpu.chunk_size == gpu.num_runs > 2 * gl.engine.platform.MAX_CHUNK
     assert 1 <= tight.chunk_size < 64
     # The Lanczos basis of the sharpness metric (20 vectors of the parameters) is counted.
     sharp = big.replace(metrics=("default", "sharpness"))

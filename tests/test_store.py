@@ -89,19 +89,19 @@ def test_assemble_places_every_chunk_by_group_run_and_step(chunk_size):
     for g in range(2):
         for c in range(layout.num_chunks):
             runs = np.arange(c * chunk_size, min((c + 1) * chunk_size, 6))
-            chunks[(g, c)] = {"norm": code(g, runs), "final": code(g, runs)[:, 0, 0]}
+            chunks[(g, c)] = {"grad_norm_layer": code(g, runs), "final_loss": code(g, runs)[:, 0, 0]}
             for array in chunks[(g, c)].values():  # as jax.device_get returns them
                 array.flags.writeable = False
     ds = gl.store.assemble(layout, chunks, "spec", {})
     assert all(ds[name].values.flags.writeable for name in ds.data_vars)  # a normal Dataset
 
-    assert ds.norm.dims == ("optimizer", "seed", "learning_rate", "step", "layer")
+    assert ds.grad_norm_layer.dims == ("optimizer", "seed", "learning_rate", "step", "layer")
     for g, name in enumerate(["sgd", "adam"]):
         for i, lr in enumerate(grid["learning_rate"]):
             for seed in grid["seed"]:
                 run = i * 3 + seed  # C order of the traced axes
                 want = 1000 * g + 100 * run + 10 * np.arange(4)[:, None] + np.arange(2)
                 got = ds.sel(optimizer=name, learning_rate=lr, seed=seed)
-                np.testing.assert_array_equal(got.norm.values, want)
-                assert got.final.item() == 1000 * g + 100 * run
+                np.testing.assert_array_equal(got.grad_norm_layer.values, want)
+                assert got.final_loss.item() == 1000 * g + 100 * run
     np.testing.assert_array_equal(ds.step, [0, 2, 4, 6])

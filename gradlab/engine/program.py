@@ -1,0 +1,411 @@
+"""The compiled program of one group: initialise and train a chunk of runs, then evaluate.
+
+``chunk_program(cfg, hp, ...)`` maps a dict of [chunk]-shaped traced hyperparameters to a dict of
+[chunk, ...] recorded arrays. Every function here is a top-level function of a frozen
+:class:`Config` (the static facts of the group), bound with ``functools.partial`` by
+:func:`build_program`; the engine compiles the result once per group.
+
+Each run draws its initial parameters from its ``seed`` and ``init_scale``/``bias_std``
+(:func:`init_run`); :func:`train_run` builds its optax chain from its traced hyperparameters and
+runs one ``lax.scan`` over blocks of ``log_every`` steps (the first step of a block records the
+metrics, the others only train). Every step checks divergence: a run diverges at the first step
+whose loss or gradient is non-finite, or whose loss exceeds ``divergence_factor`` x its initial
+loss (chains with ``apply_if_finite`` skip non-finite gradients instead; for them non-finite
+*parameters* count). From that step on the run is frozen (its update is not applied) and its
+later metrics are NaN; the step of divergence keeps the values measured there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradlab import losses, models, optim, schema
+from gradlab import metrics as M
+from gradlab.engine import cache, measure, platform
+
+__all__ = [
+    "Carry",
+    "Config",
+    "build_program",
+    "chunk_program",
+    "layer_widths",
+    "make_config",
+    "per_seed_batch_order",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The static facts of one group's program (everything that is not a traced value)."""
+
+    module: Any  # the Flax module
+    chain: Any  # chain string or callable
+    loss: str
+    classification: bool
+    layers: tuple[str, ...]  # top-level parameter names, input side first
+    num_layers: int  # length of the ``layer`` dim
+    perturbations: Any  # shapes of the "perturbations" collection (the backward signals)
+    batch: int | None  # examples per step; None: full batch
+    n_train: int
+    batch_shape: tuple[int, int]  # the input of one step
+    steps: int
+    log_every: int
+    per_seed_order: bool
+    divergence_factor: float
+    schedule: str
+    warmup_steps: int
+    record_all: bool  # the default metric set
+    curvature_sets: tuple[str, ...]  # see gradlab.engine.measure
+    sharpness_every: int
+    sharpness_iters: int
+    data_seed: int
+    transpose_kernels: bool  # see platform.kernel_storage
+
+    @property
+    def n_signals(self) -> int:
+        return len(jax.tree.leaves(self.perturbations))
+
+    @property
+    def tolerant(self) -> bool:
+        return optim.tolerates_nonfinite(self.chain)
+
+    @property
+    def storage(self) -> Callable[[Any], Any]:
+        return platform.kernel_storage(self.transpose_kernels)
+
+
+def make_config(spec: Any, group: Any, dataset: Any, steps: int) -> Config:
+    """The :class:`Config` of ``group`` (a :class:`gradlab.engine.plan.Group`) of ``spec``."""
+    classification = dataset.num_classes is not None
+    num_outputs = dataset.num_classes if classification else dataset.y_train.shape[-1]
+    overrides = {k: v for k, v in group.static.items() if k != "batch_size"}
+    module = models.make_model(spec.model, num_outputs, **overrides)
+    batch = group.static.get("batch_size", spec.batch_size)
+    n_train = dataset.x_train.shape[0]
+    batch_shape = (n_train if batch is None else batch, dataset.x_train.shape[1])
+    variables = cache.variable_shapes(module, batch_shape)
+    layers = tuple(models.layer_names(variables["params"]))
+    perturbations = variables.get("perturbations", {})
+    return Config(
+        module=module,
+        chain=group.chain,
+        loss=spec.loss,
+        classification=classification,
+        layers=layers,
+        num_layers=max(len(layers), len(jax.tree.leaves(perturbations))),
+        perturbations=perturbations,
+        batch=batch,
+        n_train=n_train,
+        batch_shape=batch_shape,
+        steps=steps,
+        log_every=spec.log_every,
+        per_seed_order=spec.batch_order == "per_seed" and batch is not None,
+        divergence_factor=spec.divergence_factor,
+        schedule=spec.schedule,
+        warmup_steps=spec.warmup_steps,
+        record_all="default" in spec.metrics,
+        curvature_sets=tuple(m for m in schema.CURVATURE_SETS if m in spec.metrics),
+        sharpness_every=spec.sharpness_every,
+        sharpness_iters=spec.sharpness_iters,
+        data_seed=spec.data_seed,
+        transpose_kernels=optim.ignores_layout(group.chain) and isinstance(module, models.MLP),
+    )
+
+
+def layer_widths(cfg: Config) -> list[int]:
+    """The width of each layer's pre-activation h^l (0 where the model records no signal)."""
+    widths = [int(h.shape[-1]) for h in M.flat_signals(cfg.perturbations)]
+    return widths + [0] * (cfg.num_layers - len(widths))
+
+
+class Carry(NamedTuple):
+    """Scan carry of one run.
+
+    ``param_sq`` holds Σθ² per layer of ``params`` as they stand at the start of a block of
+    ``log_every`` steps, for the block's recorded step (``param_norm_layer``,
+    ``update_ratio_layer``); ``None`` without the default metrics. It is computed where those
+    parameters are produced (before the first step, at the end of each block), not in the step
+    that reads them: there, the reduction of θ_t is unordered with respect to the update that
+    overwrites θ_t in place, and XLA copies θ_t every step to keep it alive (benchmarks item 7).
+    """
+
+    params: Any
+    opt_state: Any
+    alive: jax.Array  # not diverged before this step
+    diverged_at: jax.Array  # step of divergence, -1 if never
+    loss0: jax.Array  # loss at step 0 (reference for the divergence factor)
+    vectors: dict[str, Any]  # warm starts of the Lanczos eigenvectors, by metric set
+    param_sq: jax.Array | None  # [layers] Σθ² at the start of the block (default metrics)
+
+
+def batch_loss(cfg: Config, params: Any, zeros: Any, x: jax.Array, y: jax.Array):
+    """Mean loss over a batch, the outputs and the sown pre-activations (with ``zeros``, the
+    perturbations whose gradients are the backward signals; ``None``: no signals)."""
+    params = cfg.storage(params)
+    if zeros is None:
+        out, signals = cfg.module.apply({"params": params}, x), {}
+    else:
+        out, state = cfg.module.apply(
+            {"params": params, "perturbations": zeros}, x, mutable=["intermediates"]
+        )
+        signals = state.get("intermediates", {})
+    return jnp.mean(losses.per_example(cfg.loss, out, y)), (out, signals)
+
+
+def evaluate(cfg: Config, params: Any, xs: jax.Array, ys: jax.Array, mask: jax.Array):
+    """Mean loss and accuracy over a data set laid out as [batches, EVAL_BATCH, ...]."""
+    if xs.shape[0] * xs.shape[1] == 0:
+        return jnp.full([], jnp.nan), jnp.full([], jnp.nan)
+    params = cfg.storage(params)
+
+    def body(acc, inputs):
+        x, y, m = inputs
+        out = cfg.module.apply({"params": params}, x)
+        loss = jnp.sum(losses.per_example(cfg.loss, out, y) * m)
+        hits = jnp.sum((jnp.argmax(out, -1) == y) * m) if cfg.classification else jnp.zeros([])
+        return (acc[0] + loss, acc[1] + hits), None
+
+    (loss, hits), _ = jax.lax.scan(body, (jnp.zeros([]), jnp.zeros([])), (xs, ys, mask))
+    n = jnp.sum(mask)
+    return loss / n, hits / n if cfg.classification else jnp.full([], jnp.nan)
+
+
+def per_seed_batch_order(key: jax.Array, n: int, batch: int, steps: int) -> jax.Array:
+    """[steps, batch] example indices: a fresh permutation per epoch, last partial batch dropped."""
+    per_epoch = n // batch
+    epochs = math.ceil(steps / per_epoch)
+    perms = jax.vmap(lambda e: jax.random.permutation(jax.random.fold_in(key, e), n))(
+        jnp.arange(epochs)
+    )
+    return perms[:, : per_epoch * batch].reshape(epochs * per_epoch, batch)[:steps]
+
+
+def init_run(cfg: Config, hp: dict[str, jax.Array]):
+    """Initial parameters (and the per-seed batch order) of one run: all its randomness."""
+    key = jax.random.PRNGKey(hp.get("seed", jnp.zeros([], jnp.int32)))
+    params = models.init_params(
+        cfg.module,
+        key,
+        jnp.zeros(cfg.batch_shape, jnp.float32),
+        hp.get("init_scale", 1.0),
+        hp.get("bias_std"),
+    )
+    order = None
+    if cfg.per_seed_order:
+        order = per_seed_batch_order(jax.random.fold_in(key, 1), cfg.n_train, cfg.batch, cfg.steps)
+    return params, order
+
+
+def apply_update(params: Any, updates: Any, alive: jax.Array) -> Any:
+    """θ_{t+1} = θ_t + [alive]·u_t. Freezing masks the update, not the state: the select runs
+    inside the fused update loop (a select on the carried parameters would cost a copy of them
+    every step). A dead run's optimizer state is never read again."""
+    return jax.tree.map(lambda p, u: p + jnp.where(alive, u, jnp.zeros_like(u)), params, updates)
+
+
+def is_bad(cfg: Config, loss, loss0, params, measured, grad_max_abs) -> jax.Array:
+    """Whether step t diverges: its loss exceeds the factor, or something is non-finite.
+
+    Chains with ``apply_if_finite`` skip non-finite gradients, so for them non-finite
+    parameters count. At a recorded step finiteness follows from the metrics' reductions of the
+    gradient (max |g| is NaN on a NaN, inf on an inf; benchmarks item 10); otherwise from one
+    sum Σ 0·g (NaN exactly when g has a NaN or inf; item 2).
+    """
+    bad = loss > cfg.divergence_factor * loss0
+    if cfg.tolerant:
+        return bad | ~M.tree_all_finite(params)
+    if grad_max_abs is not None:
+        return bad | ~jnp.isfinite(loss) | ~jnp.isfinite(grad_max_abs)
+    return bad | ~jnp.isfinite(loss) | ~M.tree_all_finite(measured)
+
+
+def masked(values: dict[str, jax.Array], measured: jax.Array, applied: jax.Array):
+    """Recorded values: a measurement of θ_t stands while the run was alive at step t
+    (``measured``); one of the update u_t only where the update was applied (``applied``);
+    the rest is NaN (False for flags)."""
+    out = {}
+    for name, v in values.items():
+        valid = applied if schema.VARIABLES[name].of_update else measured
+        out[name] = v & valid if v.dtype == jnp.bool_ else jnp.where(valid, v, jnp.nan)
+    return out
+
+
+class RunInputs(NamedTuple):
+    """What every step of one run reads besides the carry."""
+
+    hp: dict[str, jax.Array]
+    tx: Any  # the run's optax transformation
+    zeros: Any  # zero perturbations (their gradients are the backward signals)
+    x_train: jax.Array
+    y_train: jax.Array
+
+
+def train_step(cfg: Config, run: RunInputs, carry: Carry, inputs, record: bool):
+    """One optimizer step of one run at step ``t``; with ``record``, also its metrics."""
+    t, idx = inputs
+    x = run.x_train if idx is None else run.x_train[idx]
+    y = run.y_train if idx is None else run.y_train[idx]
+    params = carry.params
+    measure_all = record and cfg.record_all
+    with_signals = measure_all and cfg.n_signals > 0
+    (loss, (out, signals)), grads = jax.value_and_grad(
+        functools.partial(batch_loss, cfg), argnums=(0, 1) if with_signals else 0, has_aux=True
+    )(params, run.zeros if with_signals else None, x, y)
+    grads, signal_grads = grads if with_signals else (grads, {})
+    updates, opt_state = run.tx.update(grads, carry.opt_state, params)
+    measured = platform.for_reductions(grads)
+    grad_sq = grad_max_abs = None
+    if measure_all:  # the two reductions of g the metrics need
+        grad_sq = M.layer_sums_of_squares(measured, cfg.layers)
+        grad_max_abs = M.tree_max_abs(measured, grad_sq)
+    loss0 = jnp.where(t == 0, loss, carry.loss0)
+    bad = is_bad(cfg, loss, loss0, params, measured, grad_max_abs)
+    alive = carry.alive & ~bad
+    if measure_all:  # this step reduces u_t for its norm
+        new_params = platform.apply_once(apply_update, params, updates, alive, t)
+    else:
+        new_params = apply_update(params, updates, alive)
+    new_carry = Carry(
+        params=new_params,
+        opt_state=opt_state,
+        alive=alive,
+        diverged_at=jnp.where(carry.alive & bad, t, carry.diverged_at),
+        loss0=loss0,
+        vectors=carry.vectors,
+        param_sq=carry.param_sq,
+    )
+    if not record:
+        return new_carry, None
+    values = {}
+    if cfg.curvature_sets:
+        probe = measure.Probe(
+            loss_fn=lambda p: batch_loss(cfg, p, None, x, y)[0],
+            example_loss=lambda p, xi, yi: batch_loss(cfg, p, None, xi[None], yi[None])[0],
+            params=params,
+            opt_state=opt_state,
+            hp=run.hp,
+            t=t,
+            x=x,
+            y=y,
+        )
+        values, vectors = measure.measure(cfg, probe, carry.vectors, t % cfg.sharpness_every == 0)
+        new_carry = new_carry._replace(vectors=tree_where(carry.alive, vectors, carry.vectors))
+    if cfg.record_all:
+        values |= M.step_metrics(
+            loss=loss,
+            outputs=out,
+            y=y,
+            grad_sq=grad_sq,
+            grad_max_abs=grad_max_abs,
+            param_sq=carry.param_sq,
+            updates=updates,  # recorded only where applied (alive), see masked()
+            layers=cfg.layers,
+            signals=signals,
+            signal_grads=signal_grads,
+            num_layers=cfg.num_layers,
+            clipped=optim.clipped(opt_state),
+            skipped=optim.skipped(opt_state),
+        )
+    else:
+        values["loss"] = loss
+    return new_carry, masked(values, measured=carry.alive, applied=alive)
+
+
+def tree_where(cond: jax.Array, a: Any, b: Any) -> Any:
+    return jax.tree.map(lambda x, y: jnp.where(cond, x, y), a, b)
+
+
+def with_param_sq(cfg: Config, carry: Carry) -> Carry:
+    """The carry with Σθ² of its parameters (see :class:`Carry`)."""
+    if not cfg.record_all:
+        return carry
+    return carry._replace(param_sq=M.layer_sums_of_squares(carry.params, cfg.layers))
+
+
+def train_run(cfg: Config, hp, params, order, x_train, y_train, eval_train, eval_test):
+    """Train one run from ``params`` and evaluate it: the recorded per-step arrays and the
+    per-run results (see :mod:`gradlab.schema`)."""
+    tx = optim.build_chain(
+        cfg.chain, hp, schedule=cfg.schedule, total_steps=cfg.steps, warmup_steps=cfg.warmup_steps
+    )
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), cfg.perturbations)
+    run = RunInputs(hp, tx, zeros, x_train, y_train)
+    params = cfg.storage(params)
+
+    def plain(carry, inputs):
+        return train_step(cfg, run, carry, inputs, record=False)[0], None
+
+    def block(carry, inputs):
+        t, idx = inputs
+        carry, recorded = train_step(cfg, run, carry, (t[0], None if idx is None else idx[0]), True)
+        if cfg.log_every > 1:
+            carry, _ = jax.lax.scan(plain, carry, (t[1:], None if idx is None else idx[1:]))
+        return with_param_sq(cfg, carry), recorded
+
+    steps, log_every = cfg.steps, cfg.log_every
+    n_blocks = steps // log_every
+    t_all = jnp.arange(steps, dtype=jnp.int32)
+    t_blocks = t_all[: n_blocks * log_every].reshape(n_blocks, log_every)
+    idx_blocks = (
+        None if order is None else order[: n_blocks * log_every].reshape(n_blocks, log_every, -1)
+    )
+    carry = Carry(
+        params,
+        tx.init(params),
+        jnp.ones([], bool),
+        jnp.full([], -1, jnp.int32),
+        jnp.zeros([], jnp.float32),
+        measure.initial_vectors(cfg, params),
+        None,
+    )
+    carry, recorded = jax.lax.scan(block, with_param_sq(cfg, carry), (t_blocks, idx_blocks))
+    if steps > n_blocks * log_every:
+        rest = (
+            t_all[n_blocks * log_every :],
+            None if order is None else order[n_blocks * log_every :],
+        )
+        carry, _ = jax.lax.scan(plain, carry, rest)
+    return {**recorded, **final_results(cfg, carry, eval_train, eval_test)}
+
+
+def final_results(cfg: Config, carry: Carry, eval_train, eval_test) -> dict[str, jax.Array]:
+    """The per-run results after training (NaN losses and accuracy for a diverged run)."""
+    diverged = carry.diverged_at >= 0
+    nan_if_diverged = lambda v: jnp.where(diverged, jnp.nan, v)
+    final_loss, _ = evaluate(cfg, carry.params, *eval_train)
+    test_loss, test_accuracy = evaluate(cfg, carry.params, *eval_test)
+    return {
+        "diverged": diverged,
+        "diverged_at": carry.diverged_at,
+        "final_loss": nan_if_diverged(final_loss),
+        "test_loss": nan_if_diverged(test_loss),
+        "test_accuracy": nan_if_diverged(test_accuracy),
+    }
+
+
+def chunk_program(cfg: Config, hp, x_train, y_train, shared_order, eval_train, eval_test):
+    """Initialise and train a chunk of runs (``hp``: name -> [chunk] values).
+
+    The random draws run as a sequential ``lax.map`` over the chunk's runs (cheap to run, slow
+    to compile under ``vmap``); training is vmapped across them.
+    """
+    params, order = jax.lax.map(functools.partial(init_run, cfg), hp)
+    order_axis = None if order is None else 0
+    order = shared_order if order is None else order
+    train = functools.partial(train_run, cfg)
+    return jax.vmap(train, in_axes=(0, 0, order_axis, None, None, None, None))(
+        hp, params, order, x_train, y_train, eval_train, eval_test
+    )
+
+
+def build_program(cfg: Config) -> Callable[..., dict[str, jax.Array]]:
+    """``program(hp, x_train, y_train, order, eval_train, eval_test)`` for one group: ``order``
+    is the shared [steps, batch] example order (``None`` for full batch or per-seed orders)."""
+    return functools.partial(chunk_program, cfg)

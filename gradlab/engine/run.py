@@ -1,0 +1,195 @@
+"""``gl.run``: plan a sweep, compile each group once, train its chunks, persist, assemble.
+
+The orchestration only: what to compute is in :mod:`~gradlab.engine.plan`, how in
+:mod:`~gradlab.engine.program`, where compiled programs are kept in
+:mod:`~gradlab.engine.cache`, and how chunks become files and the Dataset in
+:mod:`gradlab.store`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+
+from gradlab import store
+from gradlab.engine import cache, platform, program
+from gradlab.engine.plan import Plan, eval_layout, make_plan, resolve_data
+from gradlab.errors import ConfigError
+from gradlab.spec import SweepSpec
+
+__all__ = ["run"]
+
+
+def run(
+    spec: SweepSpec,
+    out: str | None = None,
+    *,
+    chunk_size: int | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+    memory_budget: int | None = None,
+    devices: list[Any] | None = None,
+) -> xr.Dataset:
+    """Train every run of ``spec`` and return the labelled results.
+
+    Each chunk's runs are split evenly over ``devices`` (all local devices by default) with
+    ``shard_map``: every device trains its slice with the same compiled program, so the results
+    are those of one device. On CPU, expose the cores as devices with
+    ``jax.config.update("jax_num_cpu_devices", n)`` before JAX starts (``gradlab run --devices``).
+    Under ``jax.distributed`` (several processes, e.g. one per host), each process trains every
+    ``process_count``-th chunk on its local devices and writes it to ``out`` (which must be on a
+    filesystem all processes share); every process then returns the assembled Dataset.
+
+    Args:
+      spec: the sweep.
+      out: run directory; finished chunks are written there as they complete, and calling
+        ``run`` again with the same spec and ``out`` resumes instead of recomputing.
+      chunk_size: runs per compiled call (default: as many as fit ``memory_budget``, at most
+        512 per CPU device); results do not depend on it beyond float rounding.
+      progress: show a progress bar (on stderr).
+      overwrite: replace a run directory that holds a different spec.
+      memory_budget: bytes one chunk may use when ``chunk_size`` is not given (default: 2 GiB
+        on CPU; half of the devices' memory on GPU or TPU, see
+        :func:`gradlab.engine.default_memory_budget`).
+      devices: the local devices to shard each chunk over (default: ``jax.local_devices()``).
+
+    Returns:
+      An ``xarray.Dataset`` with dims ``optimizer``, every grid axis, ``step`` and ``layer``
+      (the variables are listed in :mod:`gradlab.schema`).
+
+    Raises:
+      ConfigError: the spec does not fit the data, or ``out`` holds a different sweep.
+    """
+    if not isinstance(spec, SweepSpec):
+        raise ConfigError(f"spec: expected a gradlab.SweepSpec, got {type(spec).__name__}")
+    start = time.perf_counter()
+    devices = list(devices) if devices else jax.local_devices()
+    if jax.process_count() > 1 and out is None:
+        raise ConfigError("out: a multi-process sweep needs a run directory on a shared filesystem")
+    dataset = resolve_data(spec.data, cache=True)
+    if out is not None and chunk_size is None:  # resume with the chunking already on disk
+        chunk_size = store.RunDir.resumable_chunk_size(out, spec.fingerprint())
+    plan = make_plan(
+        spec,
+        dataset,
+        chunk_size,
+        memory_budget or platform.default_memory_budget(devices),
+        len(devices),
+        platform=devices[0].platform,
+    )
+    run_dir = _open_run_dir(out, plan, overwrite) if out else None
+    data_args = [jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)]
+    eval_args = [
+        jax.tree.map(jnp.asarray, eval_layout(dataset.x_train, dataset.y_train)),
+        jax.tree.map(jnp.asarray, eval_layout(dataset.x_test, dataset.y_test)),
+    ]
+    bar = _progress(len(plan.groups) * plan.num_runs, progress)
+    results: dict[tuple[int, int], dict[str, np.ndarray]] = {}
+    compile_time = 0.0
+    for g, group in enumerate(plan.groups):
+        order = plan.batch_order(group, dataset.x_train.shape[0])
+        args = [*data_args, None if order is None else jnp.asarray(order), *eval_args]
+        compile_time += _train_group(plan, g, args, devices, run_dir, results, bar)
+    bar.close()
+    _barrier("gradlab-chunks-done")
+    attrs = {
+        "devices": len(devices) * jax.process_count(),
+        "wall_time_s": time.perf_counter() - start,
+        "compile_time_s": compile_time,
+    }
+    if run_dir:
+        return run_dir.finish(attrs) if jax.process_index() == 0 else run_dir.assemble(attrs)
+    return store.assemble(plan.layout, results, plan.spec_toml, attrs)
+
+
+def _open_run_dir(out: str, plan: Plan, overwrite: bool) -> store.RunDir:
+    """Process 0 validates (and maybe clears) the directory, then the others open it."""
+    if jax.process_index() == 0:
+        run_dir = store.RunDir.open(out, plan.spec_toml, plan.layout, overwrite=overwrite)
+    _barrier("gradlab-open")
+    if jax.process_index() > 0:
+        run_dir = store.RunDir.open(out, plan.spec_toml, plan.layout)
+    return run_dir
+
+
+def _train_group(
+    plan: Plan,
+    g: int,
+    args: list[Any],
+    devices: list[Any],
+    run_dir: store.RunDir | None,
+    results: dict[tuple[int, int], dict[str, np.ndarray]],
+    bar: Any,
+) -> float:
+    """Train this process's missing chunks of group ``g``; returns the seconds spent compiling.
+
+    Under ``jax.distributed`` each process takes every ``process_count``-th chunk.
+    """
+    processes, process = jax.process_count(), jax.process_index()
+    group = plan.groups[g]
+    mine = [c for c in range(plan.num_chunks) if (g * plan.num_chunks + c) % processes == process]
+    todo = [c for c in mine if not (run_dir and run_dir.has_chunk(g, c))]
+    bar.update(sum(plan.chunk_len(c) for c in range(plan.num_chunks) if c not in todo))
+    if not todo:
+        return 0.0
+    hp0 = {k: jnp.asarray(v) for k, v in plan.chunk(0).items()}
+    spec = plan.spec
+    key = (
+        spec.replace(grid={}).fingerprint(),
+        cache.code_identity(spec),
+        group.label,
+        *cache.signature(hp0, args),
+    )
+    bar.set_description(f"compiling {group.label}")
+    t0 = time.perf_counter()
+    chunk_program, new = cache.compiled(
+        key,
+        lambda: platform.compile_program(
+            program.build_program(plan.configs[g]), devices, hp0, args
+        ),
+    )
+    compile_time = time.perf_counter() - t0 if new else 0.0
+    bar.set_description(group.label)
+    for c in todo:
+        hp = {k: jnp.asarray(v) for k, v in plan.chunk(c).items()}
+        outputs = jax.device_get(chunk_program(hp, *args))
+        n = plan.chunk_len(c)
+        outputs = {k: np.asarray(v)[:n] for k, v in outputs.items()}
+        if run_dir:
+            run_dir.write_chunk(g, c, outputs)
+        else:
+            results[(g, c)] = outputs
+        bar.update(n)
+    return compile_time
+
+
+def _barrier(name: str) -> None:
+    """Wait until every process of a ``jax.distributed`` job reaches this point."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+class _NoProgress:
+    def update(self, n: int) -> None:
+        pass
+
+    def set_description(self, text: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return _NoProgress()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="run", dynamic_ncols=True)

@@ -1,0 +1,69 @@
+"""The compiled-program cache: reuse across traced values, a new program for new code."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from reference import CLASSES, make_spec, small_dataset
+
+import gradlab as gl
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return small_dataset()
+
+
+def test_a_redefined_module_with_the_same_repr_gets_its_own_program(dataset):
+    # In a notebook a re-run cell defines a new class with the old repr ("Shifted()"); the
+    # cached program of the old class must not be reused. Reference: the same sweep run
+    # with an empty program cache.
+    import flax.linen as nn
+
+    def define(shift):
+        class Shifted(nn.Module):
+            @nn.compact
+            def __call__(self, x):
+                return nn.Dense(CLASSES, name="dense_0")(x) + shift * jnp.arange(CLASSES)[None]
+
+        return Shifted()
+
+    grid = {"seed": [0], "learning_rate": [0.1]}
+    specs = [make_spec(dataset, optimizers=("sgd",), grid=grid, model=define(s)) for s in (0, 3)]
+    assert gl.to_toml(specs[0]) == gl.to_toml(specs[1])
+    first = gl.run(specs[0], progress=False)
+    second = gl.run(specs[1], progress=False)
+    assert not np.allclose(first.loss, second.loss)  # the two classes train differently
+    gl.engine.cache.clear()
+    alone = gl.run(specs[1], progress=False)
+    np.testing.assert_array_equal(second.loss, alone.loss)
+    assert second.attrs["compile_time_s"] > 0
+    # The same module object again (and a new instance of the same class) reuses the program.
+    assert gl.run(specs[1], progress=False).attrs["compile_time_s"] == 0
+    assert (
+        gl.run(specs[1].replace(model=type(specs[1].model)()), progress=False).attrs[
+            "compile_time_s"
+        ]
+        == 0
+    )
+
+
+def test_changing_traced_values_does_not_recompile(dataset):
+    compiles = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, *a, **k: (
+            compiles.append(event)
+            if event == "/jax/core/compile/backend_compile_duration"
+            else None
+        )
+    )
+    gl.run(make_spec(dataset, grid={"seed": [0, 1], "learning_rate": [1e-3, 1e-2]}), progress=False)
+    before = len(compiles)
+    ds = gl.run(
+        make_spec(dataset, grid={"seed": [5, 6], "learning_rate": [0.5, 0.05]}), progress=False
+    )
+    assert len(compiles) == before
+    assert ds.attrs["compile_time_s"] == 0.0
+    assert list(ds.seed.values) == [5, 6]
