@@ -199,7 +199,7 @@ def test_memory_budget_picks_the_chunk_size(spec):
     big = spec.replace(grid={**spec.grid, "seed": list(range(1000))})
     roomy = gl.make_plan(big, data, num_devices=2)
     tight = gl.make_plan(big, data, memory_budget=2**20)
-    assert roomy.chunk_size == 2 * gl.engine.platform.MAX_CHUNK  # the cap per device, not the budget
+    assert roomy.chunk_size == 2 * gl.engine.platform.MAX_CHUNK  # the cap per device
     # On a GPU or TPU only the memory budget limits the chunk.
     gpu = gl.make_plan(big, data, platform="gpu")
     assert gpu.chunk_size == gpu.num_runs > 2 * gl.engine.platform.MAX_CHUNK

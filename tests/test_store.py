@@ -89,7 +89,10 @@ def test_assemble_places_every_chunk_by_group_run_and_step(chunk_size):
     for g in range(2):
         for c in range(layout.num_chunks):
             runs = np.arange(c * chunk_size, min((c + 1) * chunk_size, 6))
-            chunks[(g, c)] = {"grad_norm_layer": code(g, runs), "final_loss": code(g, runs)[:, 0, 0]}
+            chunks[(g, c)] = {
+                "grad_norm_layer": code(g, runs),
+                "final_loss": code(g, runs)[:, 0, 0],
+            }
             for array in chunks[(g, c)].values():  # as jax.device_get returns them
                 array.flags.writeable = False
     ds = gl.store.assemble(layout, chunks, "spec", {})
