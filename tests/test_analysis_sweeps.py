@@ -1,0 +1,44 @@
+"""gradlab.analysis.sweeps: sweeps joined on a new axis."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+from analysis_datasets import divergence_dataset
+
+from gradlab import analysis
+
+
+@pytest.fixture
+def ds() -> xr.Dataset:
+    return divergence_dataset()
+
+
+def test_concat_sweeps_joins_depths_with_nan_padded_layers(ds):
+    shallow = ds.assign_coords(layer=[0, 1]).assign(
+        delta_rms_layer=ds["loss"].expand_dims(layer=[0, 1]).transpose(..., "layer") * 2.0
+    )
+    deep = ds.assign_coords(layer=[0, 1, 2]).assign(
+        delta_rms_layer=ds["loss"].expand_dims(layer=[0, 1, 2]).transpose(..., "layer") * 3.0
+    )
+    shallow.attrs["wall_time_s"], deep.attrs["wall_time_s"] = 1.5, 2.5
+    both = analysis.concat_sweeps({2: shallow, 3: deep}, "depth")
+    assert analysis.grid_axes(both) == ("depth", "seed", "learning_rate", "init_scale")
+    assert both["diverged"].dtype == bool and both["diverged_at"].dtype == ds["diverged_at"].dtype
+    assert both["clipped"].dtype == bool
+    d = both["delta_rms_layer"].sel(optimizer="sgd", seed=0, learning_rate=0.01, init_scale=1.0)
+    np.testing.assert_allclose(d.sel(depth=2, step=0), [2.0, 2.0, np.nan])  # padded
+    np.testing.assert_allclose(d.sel(depth=3, step=0), [3.0, 3.0, 3.0])
+    xr.testing.assert_equal(both["diverged"].sel(depth=2, drop=True), ds["diverged"])
+    assert both.attrs["wall_time_s"] == 4.0
+    assert "# depth = 2\nsteps = 5" in both.attrs["spec"]
+    # the divergence rate of the joined sweep is each part's, per depth
+    r = analysis.divergence_rate(both)
+    xr.testing.assert_equal(r["rate"].sel(depth=3, drop=True), analysis.divergence_rate(ds)["rate"])
+    with pytest.raises(ValueError, match="already a dim"):
+        analysis.concat_sweeps({1: ds}, "seed")
+    with pytest.raises(ValueError, match="grid axes differ"):
+        analysis.concat_sweeps({1: ds, 2: ds.isel(seed=0, drop=True)}, "depth")
+    with pytest.raises(ValueError, match="at least one"):
+        analysis.concat_sweeps({}, "depth")
