@@ -53,7 +53,9 @@ def compare_optimizers(ds: xr.Dataset, lr: str = LR) -> pd.DataFrame:
     - ``diverged_at``: median divergence step over the runs that diverged;
     - ``sharpness_ratio``: median over runs of the largest sharpness / ``sharpness_bound``
       (e.g. λ_max η / 2) over alive steps where sharpness was computed; > 1 means the run
-      crossed its stability threshold.
+      crossed its stability threshold. The sharpness is the one the chain's bound bounds
+      (:func:`gradlab.analysis.bounded_sharpness`, by the ``stability_rule`` coordinate: the
+      preconditioned one for Adam); NaN for a chain with no known rule.
 
     Args:
       ds: a result Dataset.
