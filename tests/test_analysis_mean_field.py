@@ -79,3 +79,25 @@ def test_trainable_depth_is_the_deepest_passing_median():
     assert np.isnan(float(analysis.trainable_depth(ds, threshold=0.95)[0]))
     with pytest.raises(ValueError, match="not a grid axis"):
         analysis.trainable_depth(ds, dim="width")
+
+
+@pytest.mark.parametrize(
+    ("acc", "expected"),
+    [
+        # 2 seeds: depth 10 has one passing seed of two, a tie: not a majority
+        ([[0.9, 0.9], [0.9, 0.2], [0.1, 0.1]], 5),
+        # 4 seeds: depth 10 passes on 3 of 4, depth 20 on 2 of 4 (a tie)
+        ([[0.9, 0.9, 0.9, 0.9], [0.9, 0.9, 0.9, 0.2], [0.9, 0.9, 0.1, 0.1]], 10),
+        # 4 seeds: a tie at every depth but the first
+        ([[0.9, 0.9, 0.9, 0.1], [0.9, 0.9, 0.1, 0.1], [0.1, 0.9, 0.9, 0.1]], 5),
+    ],
+)
+def test_trainable_depth_needs_a_strict_majority_of_seeds(acc, expected):
+    acc = np.array(acc)
+    grid = {"depth": [5, 10, 20], "seed": list(range(acc.shape[1]))}
+    ds = dataset(np.full((1, *acc.shape), -1), grid, chains=("sgd",))
+    ds["test_accuracy"] = ds["final_loss"].copy(data=acc[None])
+    assert float(analysis.trainable_depth(ds, threshold=0.5)[0]) == expected
+    # the same rule for a loss, where passing is being at most the threshold
+    ds["test_loss"] = 1.0 - ds["test_accuracy"]
+    assert float(analysis.trainable_depth(ds, metric="test_loss", threshold=0.5)[0]) == expected

@@ -196,12 +196,20 @@ def trainable_depth(
     threshold: float = 0.5,
     over: Axes = SEED,
 ) -> xr.DataArray:
-    r"""The largest value of ``dim`` (depth) at which the median run still trains.
+    r"""The largest value of ``dim`` (depth) at which a strict majority of the runs trains.
 
-    A run *trains* when its ``metric`` passes ``threshold`` (at least, for accuracies; at most,
-    for losses); a diverged run does not train. Over the runs pooled by ``over``:
+    A run *trains* when its ``metric`` passes ``threshold`` (at least, for metrics where higher
+    is better, :func:`gradlab.schema.higher_is_better`; at most, for losses); a diverged run
+    does not train. A depth is *trainable* when strictly more than half of the runs pooled by
+    ``over`` (by default the seeds) train there:
 
-    .. math:: L_{\max} = \max\{L : \operatorname{median}_{a} [\text{run}(L, a) \text{ trains}]\}
+    .. math:: L_{\max} = \max\Big\{L : \frac{1}{n}\sum_{a}
+       [\text{run}(L, a) \text{ trains}] > \tfrac12\Big\}
+
+    With an odd number of seeds this is "the median run trains"; with an even number a tie
+    (e.g. one seed of two) is *not* trainable: half the seeds failing is not evidence that the
+    depth trains. The answer is as fine as the grid: the true limit lies between
+    :math:`L_{\max}` and the next grid value.
 
     Schoenholz et al. (2017) find :math:`L_{\max} \approx 6\,\xi_c` (see
     :func:`gradlab.theory.depth_scales`). Works for any ordered axis, typically one joined by
@@ -212,7 +220,7 @@ def trainable_depth(
       dim: the depth axis.
       metric: a per-run variable.
       threshold: the pass mark (e.g. 0.5 test accuracy: well above chance for 10 classes).
-      over: grid axes to take the median over (default the seeds).
+      over: grid axes whose runs vote (default the seeds); ``None``: each run on its own.
 
     Returns:
       A DataArray over ``optimizer`` and the grid axes other than ``dim`` and ``over``; NaN where
@@ -234,6 +242,6 @@ def trainable_depth(
     passes = (cost <= limit).astype(float)
     with quiet_nan_warnings():
         share = passes.mean(dims) if dims else passes
-    depth = ds[dim].astype(float).where(share >= 0.5)
+    depth = ds[dim].astype(float).where(share > 0.5)  # a strict majority; a tie fails
     with quiet_nan_warnings():
         return depth.max(dim).rename(f"trainable_{dim}")
