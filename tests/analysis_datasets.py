@@ -90,11 +90,19 @@ def comparison_dataset() -> xr.Dataset:
     return ds
 
 
-def layered(deltas: np.ndarray) -> xr.Dataset:
-    """One chain, an init_scale axis, 5 steps, the given delta_rms per (init_scale, layer)."""
+def layered(deltas: np.ndarray, widths=None) -> xr.Dataset:
+    """One chain, an init_scale axis, 5 steps, the given delta_rms per (init_scale, layer).
+
+    ``widths``: the ``layer_width`` coordinate (default: every layer 8 wide; ``False``: none, as
+    in a Dataset written before gradlab recorded the widths).
+    """
     deltas = np.asarray(deltas, dtype=float)
     n, layers = deltas.shape
     ds = dataset(np.full((1, n), -1), {"init_scale": list(range(1, n + 1))}, chains=("sgd",))
     data = np.broadcast_to(deltas[None, :, None, :], (1, n, STEPS, layers))
     ds["delta_rms_layer"] = (("optimizer", "init_scale", "step", "layer"), data.copy())
-    return ds.assign_coords(layer=np.arange(layers))
+    ds = ds.assign_coords(layer=np.arange(layers))
+    if widths is False:
+        return ds
+    widths = [8] * layers if widths is None else widths
+    return ds.assign_coords(layer_width=("layer", np.asarray(widths, np.int64)))

@@ -14,8 +14,9 @@ trains, compiles or writes. The questions of DESIGN.md map onto its modules:
 - :mod:`~gradlab.analysis.clipping` — *how often did an intervention fire, where should its
   threshold be?* :func:`fire_rate`, :func:`typical_grad_norm`;
 - :mod:`~gradlab.analysis.mean_field` — *does signal propagation agree with mean field?*
-  :func:`empirical_chi1`, :func:`chi1_profile`, :func:`critical_init_scale` (the critical
-  line), :func:`trainable_depth` (against 6 ξ_c);
+  :func:`empirical_chi1`, :func:`chi1_profile` (corrected for the widths,
+  :func:`layer_widths`), :func:`critical_init_scale` (the critical line),
+  :func:`trainable_depth` (against 6 ξ_c);
 - :mod:`~gradlab.analysis.curvature` — *does the sharpness sit at its stability bound?*
   :func:`edge_of_stability`, :func:`predicted_lr_boundary` (2/λ), :func:`bounded_sharpness`;
 - :mod:`~gradlab.analysis.fits` (:func:`crossing`, :func:`power_law_exponent`),
@@ -56,6 +57,7 @@ from gradlab.analysis.mean_field import (
     critical_init_scale,
     empirical_chi1,
     fixed_point_chi1,
+    layer_widths,
     trainable_depth,
 )
 from gradlab.analysis.profiles import performance_profile, profile_score
@@ -98,6 +100,7 @@ __all__ = [
     "fixed_point_chi1",
     "format_table",
     "grid_axes",
+    "layer_widths",
     "markdown_table",
     "max_stable_lr",
     "performance_profile",

@@ -36,28 +36,108 @@ __all__ = [
     "critical_init_scale",
     "empirical_chi1",
     "fixed_point_chi1",
+    "layer_widths",
     "trainable_depth",
 ]
 
 
-def chi1_profile(ds: xr.Dataset, step: int = 0) -> xr.DataArray:
+Widths = Sequence[float] | np.ndarray | xr.DataArray | None
+
+
+def layer_widths(ds: xr.Dataset, widths: Widths = None) -> xr.DataArray:
+    """The width :math:`N_l` of each layer's pre-activation :math:`h^l`, from ``widths`` or ``ds``.
+
+    ``gl.run`` records the widths as the ``layer_width`` coordinate on ``layer`` (0 where the
+    model records no signal); :func:`gradlab.analysis.concat_sweeps` keeps one row of widths
+    per joined sweep where they differ. An explicit ``widths`` overrides the coordinate.
+
+    Args:
+      ds: a result Dataset.
+      widths: one width per layer (input side first, the output layer last), or a DataArray
+        with a ``layer`` dim; ``None`` reads the ``layer_width`` coordinate.
+
+    Returns:
+      A float DataArray over ``layer`` (and any other dims of the widths).
+
+    Raises:
+      ValueError: ``widths`` is ``None`` and ``ds`` has no ``layer_width`` coordinate (a
+        Dataset written by an older gradlab), or ``widths`` has not one entry per layer.
+
+    Example:
+      >>> layer_widths(ds, widths=[64, 16, 64, 10]).values  # doctest: +SKIP
+      array([64., 16., 64., 10.])
+    """
+    if widths is None:
+        if "layer_width" not in ds.coords:
+            raise ValueError(
+                "χ1 from delta_rms_layer needs each layer's width N_l (the per-unit ratio is "
+                "χ1·N_l/N_{l-1}), and this Dataset has no 'layer_width' coordinate (it was "
+                "written by an older gradlab): pass widths=[N_0, ..., N_{L-1}], the width of "
+                "each pre-activation h^l, the output layer last"
+            )
+        coord = ds["layer_width"]
+        return xr.DataArray(
+            np.asarray(coord.values, float),
+            dims=coord.dims,
+            coords={d: ds[d] for d in coord.dims},
+        )
+    if isinstance(widths, xr.DataArray):
+        return widths.astype(float)
+    values = np.asarray(widths, float)
+    if values.shape != (ds.sizes["layer"],):
+        raise ValueError(
+            f"widths needs one width per layer ({ds.sizes['layer']}), got shape {values.shape}"
+        )
+    return xr.DataArray(values, dims="layer", coords={"layer": ds["layer"]})
+
+
+def _width_factor(d2: xr.DataArray, n: xr.DataArray, source: str) -> xr.DataArray:
+    """N_{l-1}/N_l at each pair l, after checking every layer with a measured signal has N > 0."""
+    bad = d2.notnull() & ~(n > 0)
+    if bool(bad.any()):
+        where = bad.any([d for d in bad.dims if d != "layer"]).values
+        layers = [int(v) for v in bad["layer"].values[where]]
+        raise ValueError(
+            f"delta_rms_layer is recorded at layers {layers}, whose width is 0 or unknown in "
+            f"{source}: pass widths=[N_0, ..., N_{{L-1}}] with every such layer's width"
+        )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (n.shift(layer=1) / n).isel(layer=slice(1, None))
+
+
+def chi1_profile(ds: xr.Dataset, step: int = 0, widths: Widths = None) -> xr.DataArray:
     r"""Empirical χ1 of every consecutive layer pair: the backward signal's growth per layer.
 
-    .. math:: \hat\chi_1^{(l)} = \frac{\mathrm{rms}(\delta_{l-1})^2}{\mathrm{rms}(\delta_l)^2},
-       \qquad \delta_l = \partial\mathcal L / \partial h_l, \quad l = 1, \dots, L-1
+    With :math:`\delta^l = \partial\mathcal L / \partial h^l` and
+    :math:`\delta^{l-1}_i = \phi'(h^{l-1}_i) \sum_j W^l_{ji}\, \delta^l_j`,
+    :math:`W^l \sim \mathcal N(0, \sigma_w^2/N_{l-1})`, the mean square per unit obeys
 
-    In mean field (equal widths) :math:`E[\delta_{l-1}^2] = \chi_1 E[\delta_l^2]`, so > 1
-    means gradients grow towards the input (explode), < 1 that they vanish. The last pair
-    (l = L − 1) involves the output layer, whose width differs, and picks up a factor
-    :math:`N_{L-1}/N_{L-2}` besides χ1.
+    .. math:: E[(\delta^{l-1})^2] = \sigma_w^2\, E[\phi'^2]\, \frac{N_l}{N_{l-1}}\,
+       E[(\delta^l)^2] = \chi_1 \frac{N_l}{N_{l-1}}\, E[(\delta^l)^2]
+
+    with :math:`N_l` the width of :math:`h^l`. So the measured ratio is corrected for the
+    widths:
+
+    .. math:: \hat\chi_1^{(l)} = \frac{\mathrm{rms}(\delta^{l-1})^2}{\mathrm{rms}(\delta^l)^2}
+       \cdot \frac{N_{l-1}}{N_l}, \qquad l = 1, \dots, L-1
+
+    (the plain ratio is χ1 only between layers of equal width). > 1 means gradients grow towards
+    the input (explode), < 1 that they vanish. The last pair (l = L − 1) involves the output
+    layer, whose δ is the loss's gradient rather than a mean-field signal.
 
     Args:
       ds: a result Dataset with ``delta_rms_layer``.
       step: the logged step (coordinate value) to read; theory describes initialisation, 0.
+      widths: each layer's width :math:`N_l`, input side first (:func:`layer_widths`);
+        ``None`` reads the Dataset's ``layer_width`` coordinate.
 
     Returns:
       A DataArray over ``(optimizer, *grid, layer)`` with ``layer = l`` labelling the pair
       (l − 1, l).
+
+    Raises:
+      ValueError: the widths are neither given nor recorded, or a layer with a measured
+        backward signal has width 0.
 
     Example:
       >>> chi1_profile(ds).median("seed")  # doctest: +SKIP
@@ -66,23 +146,31 @@ def chi1_profile(ds: xr.Dataset, step: int = 0) -> xr.DataArray:
       Schoenholz et al., *Deep Information Propagation*, ICLR 2017 (eq. 9).
     """
     d2 = ds["delta_rms_layer"].sel(step=step) ** 2
+    source = "the widths given" if widths is not None else "the layer_width coordinate"
+    factor = _width_factor(d2, layer_widths(ds, widths), source)
     prev, nxt = d2.isel(layer=slice(None, -1)), d2.isel(layer=slice(1, None))
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = nxt.copy(data=prev.data / nxt.data)
+        ratio = (ratio * factor.astype(ratio.dtype)).transpose(*ratio.dims, ...)
+    ratio = ratio.drop_vars("layer_width", errors="ignore")
     return ratio.rename("chi1").assign_attrs(
-        description="rms(delta[l-1])^2 / rms(delta[l])^2, pair (l-1, l)"
+        description="rms(delta[l-1])^2 / rms(delta[l])^2 * N[l-1] / N[l], pair (l-1, l)"
     )
 
 
-def empirical_chi1(ds: xr.Dataset, step: int = 0, skip: int = 0) -> xr.DataArray:
+def empirical_chi1(
+    ds: xr.Dataset, step: int = 0, skip: int = 0, widths: Widths = None
+) -> xr.DataArray:
     r"""Measured χ1: geometric mean of the layer-to-layer backward-signal ratio, hidden layers.
 
     With layers 0..L−1 (L − 1 the output layer), the pairs used are the *interior* ones, both
     layers hidden: (l − 1, l) for l = 1 + ``skip``, ..., L − 2. The output pair is excluded
-    (see :func:`chi1_profile`). The geometric mean telescopes:
+    (see :func:`chi1_profile`, which also gives each pair's width correction
+    :math:`N_{l-1}/N_l`). The geometric mean telescopes:
 
     .. math:: \hat\chi_1 = \Big(\prod_{l=s+1}^{L-2}\hat\chi_1^{(l)}\Big)^{1/(L-2-s)}
-       = \left(\frac{\mathrm{rms}(\delta_{s})^2}{\mathrm{rms}(\delta_{L-2})^2}\right)^{1/(L-2-s)},
+       = \left(\frac{\mathrm{rms}(\delta_{s})^2\, N_{s}}
+       {\mathrm{rms}(\delta_{L-2})^2\, N_{L-2}}\right)^{1/(L-2-s)},
        \qquad s = \texttt{skip}
 
     to be compared with mean-field :math:`\chi_1 = \sigma_w^2 E[\phi'(\sqrt{q^*}z)^2]`
@@ -98,6 +186,8 @@ def empirical_chi1(ds: xr.Dataset, step: int = 0, skip: int = 0) -> xr.DataArray
         skipped pairs).
       step: the logged step to read (default 0, the initialisation theory describes).
       skip: how many pairs nearest the input to leave out (default 0: every interior pair).
+      widths: each layer's width, input side first (:func:`layer_widths`); ``None`` reads the
+        Dataset's ``layer_width`` coordinate.
 
     Returns:
       A DataArray over ``(optimizer, *grid)``; NaN for runs with no interior pair left. L is
@@ -105,8 +195,9 @@ def empirical_chi1(ds: xr.Dataset, step: int = 0, skip: int = 0) -> xr.DataArray
       sweep, are ignored).
 
     Raises:
-      ValueError: ``skip`` < 0, or no model in the sweep has an interior pair left (two hidden
-        layers past the skipped pairs).
+      ValueError: ``skip`` < 0, no model in the sweep has an interior pair left (two hidden
+        layers past the skipped pairs), or the widths are neither given nor recorded (or 0 at
+        a layer with a measured signal).
 
     Example:
       >>> empirical_chi1(ds).median("seed").sel(optimizer="sgd")  # doctest: +SKIP
@@ -126,7 +217,7 @@ def empirical_chi1(ds: xr.Dataset, step: int = 0, skip: int = 0) -> xr.DataArray
             f"layers past the skipped pairs ({skip + 3} layers); the deepest model here has "
             f"{int(depth.max())}"
         )
-    pairs = chi1_profile(ds, step)
+    pairs = chi1_profile(ds, step, widths)
     index = xr.DataArray(np.arange(1, ds.sizes["layer"]), dims="layer")
     with quiet_nan_warnings():
         logs = np.log(pairs).where((index <= depth - 2) & (index > skip))
@@ -134,8 +225,10 @@ def empirical_chi1(ds: xr.Dataset, step: int = 0, skip: int = 0) -> xr.DataArray
     return out.rename("chi1").assign_attrs(step=step, pairs=f"(l-1, l), l = {skip + 1}..L-2")
 
 
-def fixed_point_chi1(ds: xr.Dataset, skip: int = 4, step: int = 0) -> xr.DataArray:
-    """:func:`empirical_chi1` past the input transient: ``empirical_chi1(ds, step, skip)``.
+def fixed_point_chi1(
+    ds: xr.Dataset, skip: int = 4, step: int = 0, widths: Widths = None
+) -> xr.DataArray:
+    """:func:`empirical_chi1` past the input transient: ``empirical_chi1(ds, step, skip, widths)``.
 
     A thin variant kept for callers of its name; it differs from :func:`empirical_chi1` only in
     its default ``skip=4``. New code calls ``empirical_chi1(ds, skip=...)``.
@@ -144,6 +237,7 @@ def fixed_point_chi1(ds: xr.Dataset, skip: int = 4, step: int = 0) -> xr.DataArr
       ds: a result Dataset with ``delta_rms_layer``.
       skip: how many pairs nearest the input to leave out.
       step: the logged step to read (default 0, the initialisation).
+      widths: each layer's width (:func:`layer_widths`); ``None`` reads ``layer_width``.
 
     Returns:
       As :func:`empirical_chi1`.
@@ -151,7 +245,7 @@ def fixed_point_chi1(ds: xr.Dataset, skip: int = 4, step: int = 0) -> xr.DataArr
     Example:
       >>> fixed_point_chi1(ds, skip=5).median("seed")  # doctest: +SKIP
     """
-    return empirical_chi1(ds, step=step, skip=skip)
+    return empirical_chi1(ds, step=step, skip=skip, widths=widths)
 
 
 def critical_init_scale(

@@ -58,7 +58,17 @@ def concat_sweeps(results: Mapping[Any, xr.Dataset], dim: str) -> xr.Dataset:
         if list(ds["optimizer"].values) != list(first["optimizer"].values):
             raise ValueError(f"optimizer chains differ at {value!r}")
     parts = [ds.drop_attrs().expand_dims({dim: [value]}) for value, ds in items]
-    out = xr.concat(parts, dim=dim, join="outer", combine_attrs="drop")
+    # coords="different": a coordinate that differs between sweeps (``layer_width`` of models
+    # of different depths) gets the new axis too; one that agrees (``stability_rule``) is kept.
+    out = xr.concat(
+        parts,
+        dim=dim,
+        data_vars="all",
+        coords="different",
+        compat="equals",
+        join="outer",
+        combine_attrs="drop",
+    )
     out = out.transpose("optimizer", dim, ...)
     for name in ("diverged", "diverged_at"):
         out[name] = out[name].astype(first[name].dtype)
