@@ -42,3 +42,20 @@ def test_concat_sweeps_joins_depths_with_nan_padded_layers(ds):
         analysis.concat_sweeps({1: ds, 2: ds.isel(seed=0, drop=True)}, "depth")
     with pytest.raises(ValueError, match="at least one"):
         analysis.concat_sweeps({}, "depth")
+
+
+def test_concat_sweeps_keeps_each_sweeps_layer_widths_and_rules(ds):
+    def sweep(widths):
+        layers = np.arange(len(widths))
+        out = ds.assign_coords(layer=layers, layer_width=("layer", np.array(widths)))
+        delta = ds["loss"].expand_dims(layer=layers).transpose(..., "layer")
+        return out.assign(delta_rms_layer=delta)
+
+    both = analysis.concat_sweeps({2: sweep([16, 10]), 3: sweep([64, 16, 10])}, "depth")
+    assert both["layer_width"].dims == ("depth", "layer")
+    np.testing.assert_array_equal(both["layer_width"].sel(depth=2), [16, 10, np.nan])
+    np.testing.assert_array_equal(both["layer_width"].sel(depth=3), [64, 16, 10])
+    same = analysis.concat_sweeps({2: sweep([64, 16, 10]), 3: sweep([64, 16, 10])}, "depth")
+    assert same["layer_width"].dims == ("layer",)  # equal widths: one row
+    np.testing.assert_array_equal(same["layer_width"], [64, 16, 10])
+    xr.testing.assert_equal(both["stability_rule"], ds["stability_rule"])
