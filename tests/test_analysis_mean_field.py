@@ -145,6 +145,10 @@ def test_chi1_widths_given_or_recorded_or_a_clear_error():
     assert float(analysis.empirical_chi1(wrong, widths=widths).squeeze()) == pytest.approx(1.5)
     with pytest.raises(ValueError, match="one width per layer"):
         analysis.chi1_profile(old, widths=widths[:3])
+    as_array = xr.DataArray(widths, dims="layer", coords={"layer": old["layer"]})
+    np.testing.assert_allclose(analysis.chi1_profile(old, widths=as_array), given)
+    with pytest.raises(ValueError, match="'layer' dim"):
+        analysis.chi1_profile(old, widths=xr.DataArray(widths, dims="width"))
     with pytest.raises(ValueError, match=r"layers \[1\].*width is 0"):
         analysis.chi1_profile(layered(d, widths=[64, 0, 64, 10]))
     # width 0 where the model records no signal (NaN padding) is fine

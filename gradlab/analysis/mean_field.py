@@ -61,7 +61,8 @@ def layer_widths(ds: xr.Dataset, widths: Widths = None) -> xr.DataArray:
 
     Raises:
       ValueError: ``widths`` is ``None`` and ``ds`` has no ``layer_width`` coordinate (a
-        Dataset written by an older gradlab), or ``widths`` has not one entry per layer.
+        Dataset written by an older gradlab), or ``widths`` has not one entry per layer (or,
+        as a DataArray, no ``layer`` dim).
 
     Example:
       >>> layer_widths(ds, widths=[64, 16, 64, 10]).values  # doctest: +SKIP
@@ -82,6 +83,8 @@ def layer_widths(ds: xr.Dataset, widths: Widths = None) -> xr.DataArray:
             coords={d: ds[d] for d in coord.dims},
         )
     if isinstance(widths, xr.DataArray):
+        if "layer" not in widths.dims:
+            raise ValueError(f"widths needs a 'layer' dim, got dims {widths.dims}")
         return widths.astype(float)
     values = np.asarray(widths, float)
     if values.shape != (ds.sizes["layer"],):
@@ -122,8 +125,9 @@ def chi1_profile(ds: xr.Dataset, step: int = 0, widths: Widths = None) -> xr.Dat
        \cdot \frac{N_{l-1}}{N_l}, \qquad l = 1, \dots, L-1
 
     (the plain ratio is χ1 only between layers of equal width). > 1 means gradients grow towards
-    the input (explode), < 1 that they vanish. The last pair (l = L − 1) involves the output
-    layer, whose δ is the loss's gradient rather than a mean-field signal.
+    the input (explode), < 1 that they vanish. The last pair (l = L − 1) starts from the output
+    layer's δ (the loss's gradient) and goes through the output weights; it obeys the same law
+    when they are drawn with the same σ_w, but :func:`empirical_chi1` leaves it out.
 
     Args:
       ds: a result Dataset with ``delta_rms_layer``.
