@@ -1,0 +1,120 @@
+"""Tables and numbers from a sweep's result Dataset, one module per question.
+
+``gl.analysis`` reads the ``xarray.Dataset`` that ``gl.run`` / ``gl.load`` return (dims
+``optimizer``, the grid axes, ``step``, ``layer``; see :mod:`gradlab.schema`); nothing here
+trains, compiles or writes. The questions of DESIGN.md map onto its modules:
+
+- :mod:`~gradlab.analysis.stability` — *where do gradients explode?* :func:`divergence_rate`
+  (with :func:`wilson_interval` across seeds), :func:`stable_lr_range` / :func:`max_stable_lr`,
+  :func:`time_to_explode`, :func:`survival`;
+- :mod:`~gradlab.analysis.comparison` — *which optimizer chain is most robust, at what cost?*
+  :func:`compare_optimizers` (one row per chain, printed by the CLI via :func:`format_table`),
+  :func:`best_learning_rate`, :func:`relative_cost`; :mod:`~gradlab.analysis.profiles`:
+  :func:`performance_profile`, :func:`profile_score`;
+- :mod:`~gradlab.analysis.clipping` — *how often did an intervention fire, where should its
+  threshold be?* :func:`fire_rate`, :func:`typical_grad_norm`;
+- :mod:`~gradlab.analysis.mean_field` — *does signal propagation agree with mean field?*
+  :func:`empirical_chi1`, :func:`chi1_profile` (corrected for the widths,
+  :func:`layer_widths`), :func:`critical_init_scale` (the critical line),
+  :func:`trainable_depth` (against 6 ξ_c);
+- :mod:`~gradlab.analysis.curvature` — *does the sharpness sit at its stability bound?*
+  :func:`edge_of_stability`, :func:`predicted_lr_boundary` (2/λ), :func:`bounded_sharpness`;
+- :mod:`~gradlab.analysis.fits` (:func:`crossing`, :func:`power_law_exponent`),
+  :mod:`~gradlab.analysis.sweeps` (:func:`concat_sweeps`), :mod:`~gradlab.analysis.claims`
+  (:func:`claims_table`), :mod:`~gradlab.analysis.tables` (:func:`format_table`,
+  :func:`markdown_table`, :func:`table_cells`);
+- :mod:`~gradlab.analysis.selection` — the conventions they all share: :func:`grid_axes`,
+  :func:`alive`, :func:`pool_axes`, :func:`quiet_nan_warnings`.
+
+Purity. Every function is pure: no I/O, no training, no global state, and its inputs are not
+modified. Most are functions of one result Dataset and of nothing else but two fixed tables of
+the library: :func:`gradlab.schema.higher_is_better` (whether a metric is maximised) and the
+Dataset's own coordinates (``stability_rule`` per chain, ``layer_width`` per layer). These read
+something other than one Dataset, by design:
+
+- :func:`critical_init_scale` takes the theory as a function (σ_b² → critical σ_w², e.g.
+  :func:`gradlab.theory.critical_sigma_w2`), so that analysis does not pick an activation's
+  theory for the caller;
+- :func:`crossing` and :func:`power_law_exponent` read a DataArray (any measured curve);
+- :func:`concat_sweeps` reads several Datasets; :func:`claims_table` reads rows of numbers;
+  :func:`wilson_interval` reads counts; :func:`profile_score` reads a profile;
+  :func:`performance_profile` accepts a DataArray of costs instead of a metric name;
+- :func:`format_table`, :func:`markdown_table`, :func:`table_cells` read a DataFrame.
+
+Conventions. A run is *alive* at step ``s`` iff ``diverged_at == -1`` or ``s <= diverged_at``
+(the values at ``diverged_at`` are measured, later ones are NaN). ``over=`` names the grid axes a
+function reduces (pools) over; ``"seed"`` may be named even when the sweep has no seed axis (a
+sweep without seeds has one run per configuration).
+"""
+
+from gradlab.analysis.claims import claims_table
+from gradlab.analysis.clipping import fire_rate, typical_grad_norm
+from gradlab.analysis.comparison import best_learning_rate, compare_optimizers, relative_cost
+from gradlab.analysis.curvature import bounded_sharpness, edge_of_stability, predicted_lr_boundary
+from gradlab.analysis.fits import crossing, power_law_exponent
+from gradlab.analysis.mean_field import (
+    chi1_profile,
+    critical_init_scale,
+    empirical_chi1,
+    fixed_point_chi1,
+    layer_widths,
+    trainable_depth,
+)
+from gradlab.analysis.profiles import performance_profile, profile_score
+from gradlab.analysis.selection import (
+    LR,
+    SEED,
+    alive,
+    grid_axes,
+    pool_axes,
+    quiet_nan_warnings,
+)
+from gradlab.analysis.stability import (
+    divergence_rate,
+    max_stable_lr,
+    stable_lr_range,
+    survival,
+    time_to_explode,
+    wilson_interval,
+)
+from gradlab.analysis.sweeps import concat_sweeps
+from gradlab.analysis.tables import TABLE_COLUMNS, format_table, markdown_table, table_cells
+
+__all__ = [
+    "LR",
+    "SEED",
+    "TABLE_COLUMNS",
+    "alive",
+    "best_learning_rate",
+    "bounded_sharpness",
+    "chi1_profile",
+    "claims_table",
+    "compare_optimizers",
+    "concat_sweeps",
+    "critical_init_scale",
+    "crossing",
+    "divergence_rate",
+    "edge_of_stability",
+    "empirical_chi1",
+    "fire_rate",
+    "fixed_point_chi1",
+    "format_table",
+    "grid_axes",
+    "layer_widths",
+    "markdown_table",
+    "max_stable_lr",
+    "performance_profile",
+    "pool_axes",
+    "power_law_exponent",
+    "predicted_lr_boundary",
+    "profile_score",
+    "quiet_nan_warnings",
+    "relative_cost",
+    "stable_lr_range",
+    "survival",
+    "table_cells",
+    "time_to_explode",
+    "trainable_depth",
+    "typical_grad_norm",
+    "wilson_interval",
+]

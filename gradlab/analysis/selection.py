@@ -1,0 +1,187 @@
+"""Which runs, which axes: the grid of a result Dataset and the conventions every analysis shares.
+
+A result Dataset has the dims ``optimizer``, the grid axes (in the sweep's order), ``step`` and
+``layer`` (see :mod:`gradlab.schema`). The functions here name the grid axes, say which runs are
+alive at each step, validate the ``over=`` argument of the reducing functions, mask diverged
+runs, and silence numpy's warnings about all-NaN slices (NaN is the honest answer there).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import xarray as xr
+
+from gradlab import schema
+
+__all__ = [
+    "LR",
+    "SEED",
+    "Axes",
+    "alive",
+    "grid_axes",
+    "in_dataset_order",
+    "pool_axes",
+    "quiet_nan_warnings",
+    "run_cost",
+    "surviving",
+]
+
+LR = "learning_rate"
+SEED = "seed"
+
+Axes = str | Sequence[str] | None
+
+
+@contextlib.contextmanager
+def quiet_nan_warnings() -> Iterator[None]:
+    """Silence numpy's warnings for reductions over all-NaN or empty slices.
+
+    A median over seeds that all diverged is NaN, and NaN is the honest answer: the warnings
+    numpy raises on the way ("All-NaN slice", "Mean of empty slice", invalid value, divide by
+    zero) say nothing the NaN does not. Other warnings pass through.
+
+    Returns:
+      A context manager.
+
+    Example:
+      >>> with quiet_nan_warnings():
+      ...     float(np.nanmean(np.array([np.nan])))
+      nan
+    """
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
+        warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)
+        warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+        warnings.filterwarnings("ignore", "divide by zero", RuntimeWarning)
+        yield
+
+
+def grid_axes(ds: xr.Dataset) -> tuple[str, ...]:
+    """The grid axes of a result Dataset, in the sweep's order.
+
+    The grid axes are the dims of the per-run variable ``diverged`` other than ``optimizer``
+    (``step`` and ``layer`` are never grid axes).
+
+    Args:
+      ds: a result Dataset.
+
+    Returns:
+      The axis names, e.g. ``("seed", "learning_rate", "init_scale")``.
+
+    Example:
+      >>> grid_axes(ds)  # doctest: +SKIP
+      ('seed', 'learning_rate', 'init_scale', 'clip_norm')
+    """
+    return tuple(str(d) for d in ds["diverged"].dims if d != "optimizer")
+
+
+def in_dataset_order(da: xr.DataArray, ds: xr.Dataset) -> xr.DataArray:
+    """``da`` transposed to the Dataset's order of dims: optimizer, grid axes, step, layer.
+
+    Dims of ``da`` that are none of these (e.g. ``tau``) keep their order and come last.
+
+    Args:
+      da: a DataArray computed from ``ds``.
+      ds: the result Dataset whose order to follow.
+
+    Returns:
+      The same DataArray, transposed.
+    """
+    order = ["optimizer", *grid_axes(ds), "step", "layer"]
+    return da.transpose(*[d for d in order if d in da.dims], ...)
+
+
+def pool_axes(ds: xr.Dataset, over: Axes) -> list[str]:
+    """The grid axes named by ``over``, validated: the dims a function reduces over.
+
+    ``over`` is one axis name, a sequence of them, or ``None`` (pool nothing). ``"seed"`` may
+    be named even when the sweep has no seed axis: a sweep without seeds has one run per
+    configuration, and there is nothing to pool.
+
+    Args:
+      ds: a result Dataset.
+      over: the axes to pool.
+
+    Returns:
+      The names of ``over`` that are grid axes of ``ds``, in the order given.
+
+    Raises:
+      ValueError: a name (other than ``"seed"``) is not a grid axis; the message lists them.
+
+    Example:
+      >>> pool_axes(ds, ["seed", "init_scale"])  # doctest: +SKIP
+      ['seed', 'init_scale']
+    """
+    names = [] if over is None else [over] if isinstance(over, str) else list(over)
+    grid = grid_axes(ds)
+    unknown = [n for n in names if n not in grid and n != SEED]
+    if unknown:
+        raise ValueError(f"{unknown} not grid axes of this sweep; grid axes: {list(grid)}")
+    return [n for n in names if n in grid]
+
+
+def alive(ds: xr.Dataset) -> xr.DataArray:
+    r"""Which runs are still alive (not yet diverged) at each logged step.
+
+    .. math:: \mathrm{alive}(r, s) = [\,d_r = -1\,] \lor [\,s \le d_r\,],
+       \quad d_r = \texttt{diverged\_at}
+
+    The step at which a run diverges counts as alive: its values are the measured ones (the loss
+    may be huge or infinite); later steps are NaN.
+
+    Args:
+      ds: a result Dataset with ``diverged_at`` and a ``step`` coordinate.
+
+    Returns:
+      A boolean DataArray with dims ``(optimizer, *grid, step)``.
+
+    Example:
+      >>> ds["clipped"].where(alive(ds)).mean()  # clip-fire rate  # doctest: +SKIP
+    """
+    at = ds["diverged_at"]
+    return (at < 0) | (ds["step"] <= at)
+
+
+def surviving(ds: xr.Dataset, name: str) -> xr.DataArray:
+    """A per-run variable with the runs that diverged set to NaN.
+
+    Args:
+      ds: a result Dataset.
+      name: a variable of ``ds``.
+
+    Returns:
+      ``ds[name]`` where ``diverged`` is false, NaN elsewhere.
+    """
+    return ds[name].where(~ds["diverged"].astype(bool))
+
+
+def run_cost(ds: xr.Dataset, metric: str) -> xr.DataArray:
+    r"""A per-run cost, lower is better, with diverged runs at +∞.
+
+    .. math:: c_r = \begin{cases} +\infty & \text{run } r \text{ diverged} \\
+       -m_r & m \text{ higher-is-better (accuracies)} \\ m_r & \text{otherwise} \end{cases}
+
+    Whether higher is better comes from :func:`gradlab.schema.higher_is_better`.
+
+    Args:
+      ds: a result Dataset.
+      metric: a per-run variable.
+
+    Returns:
+      A float DataArray over ``(optimizer, *grid)``.
+
+    Raises:
+      ValueError: ``metric`` is not in ``ds``, or is a per-step variable.
+    """
+    if metric not in ds:
+        raise ValueError(f"no variable {metric!r} in the Dataset")
+    if "step" in ds[metric].dims:
+        raise ValueError(f"{metric!r} is a per-step variable; this needs one value per run")
+    value = ds[metric].astype(float)
+    if schema.higher_is_better(metric):
+        value = -value
+    return value.where(~ds["diverged"].astype(bool), np.inf)

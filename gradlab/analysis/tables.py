@@ -1,0 +1,152 @@
+"""Tables as text: the comparison table of ``gradlab run``, in plain text and in markdown.
+
+:data:`TABLE_COLUMNS` names the columns of :func:`gradlab.analysis.compare_optimizers` with
+their short headers and number formats; :func:`table_cells` formats any DataFrame with them
+(plots draw the same cells as a figure, the report writes them as markdown), and
+:func:`format_table` / :func:`markdown_table` lay the cells out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["TABLE_COLUMNS", "format_cell", "format_table", "markdown_table", "table_cells"]
+
+# Columns of `compare_optimizers`, with the header and number format used by the text tables.
+TABLE_COLUMNS: dict[str, tuple[str, str]] = {
+    "runs": ("runs", "int"),
+    "diverged": ("diverged", "pct"),
+    "max_stable_lr": ("max stable lr", "g"),
+    "stable_decades": ("lr decades", "f2"),
+    "final_loss": ("final loss", "g"),
+    "test_loss": ("test loss", "g"),
+    "test_accuracy": ("test acc", "pct"),
+    "clip_rate": ("clipped", "pct"),
+    "max_grad_norm": ("max |g|", "g"),
+    "diverged_at": ("div. step", "g"),
+    "sharpness_ratio": ("λ/bound", "g"),
+}
+
+
+def format_cell(value: Any, kind: str) -> str:
+    """One table cell as text.
+
+    Strings are kept; ``None`` and NaN become ``-``; otherwise by ``kind``: ``"int"`` an
+    integer, ``"pct"`` a percentage to 3 significant digits, ``"f2"`` two decimals, anything
+    else 3 significant digits (integers and booleans as they are).
+
+    Args:
+      value: the cell's value.
+      kind: the column's format, the second field of a :data:`TABLE_COLUMNS` entry.
+
+    Returns:
+      The cell's text.
+
+    Example:
+      >>> format_cell(0.25, "pct"), format_cell(float("nan"), "g"), format_cell(1234.5, "g")
+      ('25%', '-', '1.23e+03')
+    """
+    if isinstance(value, str):
+        return value
+    if value is None or (isinstance(value, float | np.floating) and np.isnan(value)):
+        return "-"
+    if kind == "int":
+        return str(int(value))
+    if kind == "pct":
+        return f"{100 * float(value):.3g}%"
+    if kind == "f2":
+        return f"{float(value):.2f}"
+    if isinstance(value, int | np.integer | bool | np.bool_):
+        return str(value)
+    return f"{float(value):.3g}"
+
+
+def table_cells(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """Headers and formatted cells of a table, the index first.
+
+    Columns named in :data:`TABLE_COLUMNS` get its header and format; others keep their name
+    and get 3 significant digits (:func:`format_cell`).
+
+    Args:
+      df: a table, typically from :func:`gradlab.analysis.compare_optimizers`.
+
+    Returns:
+      ``(headers, rows)``: the index name and the column headers, and one list of cell strings
+      per row (index value first).
+
+    Example:
+      >>> df = pd.DataFrame({"diverged": [0.25]}, index=pd.Index(["sgd"], name="optimizer"))
+      >>> table_cells(df)
+      (['optimizer', 'diverged'], [['sgd', '25%']])
+    """
+    headers = [str(df.index.name or "")] + [TABLE_COLUMNS.get(c, (c, ""))[0] for c in df.columns]
+    kinds = [TABLE_COLUMNS.get(c, (c, "g"))[1] for c in df.columns]
+    rows = [
+        [str(idx)] + [format_cell(v, k) for v, k in zip(row, kinds, strict=True)]
+        for idx, row in zip(df.index, df.itertuples(index=False), strict=True)
+    ]
+    return headers, rows
+
+
+def format_table(df: pd.DataFrame) -> str:
+    """Plain-text table with aligned columns, as printed by ``gradlab run``.
+
+    The index (chain names) is left-aligned, numbers right-aligned; fractions in percent, other
+    numbers to 3 significant digits, NaN as ``-``. Known columns of
+    :func:`gradlab.analysis.compare_optimizers` get short human headers (:data:`TABLE_COLUMNS`).
+
+    Args:
+      df: a table, typically from :func:`gradlab.analysis.compare_optimizers`.
+
+    Returns:
+      The table as a string, one line per row plus a header and a rule, no trailing newline.
+
+    Example:
+      >>> df = pd.DataFrame({"diverged": [0.25]}, index=pd.Index(["sgd"], name="optimizer"))
+      >>> print(format_table(df))
+      optimizer  diverged
+      ---------  --------
+      sgd             25%
+    """
+    headers, rows = table_cells(df)
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: Iterable[str]) -> str:
+        parts = [
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(parts).rstrip()
+
+    return "\n".join([line(headers), line("-" * w for w in widths), *map(line, rows)])
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """GitHub-flavoured markdown version of :func:`format_table` (same formatting).
+
+    Args:
+      df: a table, typically from :func:`gradlab.analysis.compare_optimizers`.
+
+    Returns:
+      The markdown table, numbers right-aligned, ending in a newline.
+
+    Example:
+      >>> df = pd.DataFrame({"diverged": [0.25]}, index=pd.Index(["sgd"], name="optimizer"))
+      >>> print(markdown_table(df), end="")
+      | optimizer | diverged |
+      |:--|--:|
+      | sgd | 25% |
+    """
+    headers, rows = table_cells(df)
+
+    def esc(cell: str) -> str:
+        return cell.replace("|", "\\|")
+
+    out = ["| " + " | ".join(map(esc, headers)) + " |"]
+    out.append("|:--|" + "--:|" * (len(headers) - 1))
+    out += ["| " + " | ".join(map(esc, r)) + " |" for r in rows]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,108 @@
+"""Hand-built result Datasets for the gradlab.analysis tests, with answers known by construction.
+
+Not a test module: the ``test_analysis_*.py`` files import these builders.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+STEPS = 5
+
+# The edge-of-stability rule gl.run records for each chain used here (gradlab.optim's rule,
+# written out by hand so the tests do not depend on it).
+RULES = {"sgd": "sgd", "adam": "adam", "clip_by_global_norm|sgd": "sgd", "momentum": "momentum"}
+
+
+def dataset(at: np.ndarray, grid: dict[str, list], chains=("sgd", "adam")) -> xr.Dataset:
+    """A result Dataset whose runs diverge at ``at`` (shape (chains, *grid), -1 = never).
+
+    Per-step values follow the divergence semantics: measured up to and including the step of
+    divergence, NaN after it; ``clipped`` is False after it. Each chain carries its
+    ``stability_rule`` coordinate, as gl.run writes it.
+    """
+    at = np.asarray(at)
+    dims = ("optimizer", *grid)
+    assert at.shape == (len(chains), *(len(v) for v in grid.values()))
+    step = np.arange(STEPS)
+    live = (at[..., None] < 0) | (step <= at[..., None])
+    per_step = (*dims, "step")
+    return xr.Dataset(
+        {
+            "loss": (per_step, np.where(live, 1.0, np.nan)),
+            "grad_norm": (per_step, np.where(live, 1.0, np.nan)),
+            "clipped": (per_step, np.zeros(live.shape, bool)),
+            "diverged": (dims, at >= 0),
+            "diverged_at": (dims, at.astype(np.int32)),
+            "final_loss": (dims, np.where(at >= 0, np.nan, 0.5)),
+        },
+        coords={
+            "optimizer": list(chains),
+            "stability_rule": ("optimizer", [RULES.get(c, "") for c in chains]),
+            **grid,
+            "step": step,
+        },
+        attrs={"spec": "steps = 5\n"},
+    )
+
+
+# A 2-chain sweep over seed x learning_rate x init_scale with a known divergence pattern.
+GRID = {"seed": [0, 1, 2], "learning_rate": [0.01, 0.1, 1.0], "init_scale": [1.0, 2.0]}
+AT = np.full((2, 3, 3, 2), -1)
+AT[0, :, 2, :] = 1  # sgd: every seed diverges at lr = 1 (both init scales)
+AT[0, 0, 1, 1] = 3  # sgd: seed 0 also diverges at lr = 0.1, init_scale = 2
+AT[1, 1, 2, 1] = 0  # adam: only seed 1 at lr = 1, init_scale = 2, right at step 0
+
+
+def divergence_dataset() -> xr.Dataset:
+    """The sweep of GRID and AT."""
+    return dataset(AT, GRID)
+
+
+def comparison_dataset() -> xr.Dataset:
+    """Two chains over seed x learning_rate with every table column known by hand."""
+    grid = {"seed": [0, 1], "learning_rate": [0.1, 1.0]}
+    at = np.array([[[-1, 2], [-1, -1]], [[-1, -1], [-1, -1]]])
+    ds = dataset(at, grid, chains=("sgd", "clip_by_global_norm|sgd"))
+    sgd = {"optimizer": "sgd"}
+    # final losses: the diverged run gets a finite value to prove it is masked by `diverged`
+    ds["final_loss"] = ds["final_loss"].copy(data=[[[0.5, 99.0], [0.7, 0.9]], [[1, 2], [3, 4]]])
+    ds["test_accuracy"] = ds["final_loss"] * 0 + 0.8
+    clipped = ds["clipped"].values
+    clipped[0, 0, 1, 2] = True  # the diverged run, at its divergence step: counts
+    clipped[0, 0, 1, 4] = True  # the diverged run after divergence: does not
+    clipped[0, 1, 0, 0] = True
+    clipped[1, :, :, :] = True  # the clip chain clips every step
+    ds["clipped"] = ds["clipped"].copy(data=clipped)
+    g = ds["grad_norm"].values
+    g[0, 0, 1, 2] = np.inf  # non-finite gradient at divergence: not the max gradient norm
+    g[0, 0, 1, 4] = 1e9  # not alive: ignored
+    g[0, 1, 1, 3] = 7.0
+    ds["grad_norm"] = ds["grad_norm"].copy(data=g)
+    bound = 2.0 / ds["learning_rate"] + 0 * ds["loss"].fillna(0)
+    sharp = xr.full_like(bound, np.nan)
+    sharp.loc[{**sgd, "step": 0}] = 0.5 * bound.sel(**sgd, step=0)
+    sharp.loc[{**sgd, "step": 2}] = 1.5 * bound.sel(**sgd, step=2)
+    clip = {"optimizer": "clip_by_global_norm|sgd", "step": 0}
+    sharp.loc[clip] = 0.25 * bound.sel(clip)
+    ds["sharpness"], ds["sharpness_bound"] = sharp, bound
+    return ds
+
+
+def layered(deltas: np.ndarray, widths=None) -> xr.Dataset:
+    """One chain, an init_scale axis, 5 steps, the given delta_rms per (init_scale, layer).
+
+    ``widths``: the ``layer_width`` coordinate (default: every layer 8 wide; ``False``: none, as
+    in a Dataset written before gradlab recorded the widths).
+    """
+    deltas = np.asarray(deltas, dtype=float)
+    n, layers = deltas.shape
+    ds = dataset(np.full((1, n), -1), {"init_scale": list(range(1, n + 1))}, chains=("sgd",))
+    data = np.broadcast_to(deltas[None, :, None, :], (1, n, STEPS, layers))
+    ds["delta_rms_layer"] = (("optimizer", "init_scale", "step", "layer"), data.copy())
+    ds = ds.assign_coords(layer=np.arange(layers))
+    if widths is False:
+        return ds
+    widths = [8] * layers if widths is None else widths
+    return ds.assign_coords(layer_width=("layer", np.asarray(widths, np.int64)))
