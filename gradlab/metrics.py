@@ -11,8 +11,8 @@ pre-activation of layer l and L the mean loss over the batch.
   per-layer sums of squares (one pass over the arrays).
 - ``delta_rms_layer`` is the RMS of δ^l = ∂L/∂h^l, obtained as the gradient of a zero
   perturbation of h^l in the same backward pass; with L the batch mean, δ^l carries a factor
-  1/B. The layer-to-layer ratio (δ^{l-1}/δ^l)² is the empirical χ1 of mean-field theory when
-  adjacent layers have equal widths (see ``gradlab.analysis.empirical_chi1``).
+  1/B. The layer-to-layer ratio (δ^{l-1}/δ^l)²·N_{l-1}/N_l, with N_l the width of h^l, is the
+  empirical χ1 of mean-field theory (see ``gradlab.analysis.empirical_chi1``).
 - ``grad_max_abs`` is NaN when g_t has a NaN (as numpy's ``max``), else ``inf`` when it has an
   infinity, so its finiteness is the gradient's (:func:`tree_max_abs`).
 """

@@ -98,7 +98,8 @@ _TABLE = (
     Variable("act_rms_layer", STEP_LAYER, "RMS of the pre-activation h^l (forward signal)",
              "activation"),
     Variable("delta_rms_layer", STEP_LAYER,
-             "RMS of δ^l = ∂L/∂h^l (backward signal; (δ^{l−1}/δ^l)² is the empirical χ1)",
+             "RMS of δ^l = ∂L/∂h^l (backward signal; (δ^{l−1}/δ^l)²·N_{l−1}/N_l is the "
+             "empirical χ1)",
              "gradient"),
     # -- per step, curvature sets (every `sharpness_every` steps) ----------------------------
     Variable("sharpness", STEP, "λ_max(∇²L(θ_t)), the top Hessian eigenvalue (Lanczos)",

@@ -430,7 +430,7 @@ _DATA_KEYS = {f.name for f in dataclasses.fields(DataSpec)} - {"options"}
 
 
 def from_toml(text: str) -> SweepSpec:
-    """Parse a sweep from TOML text (keys as in DESIGN.md); raises :class:`ConfigError`."""
+    """Parse a sweep from TOML text (keys as in the README); raises :class:`ConfigError`."""
     try:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
