@@ -2,7 +2,7 @@
 
 ``gl.analysis`` reads the ``xarray.Dataset`` that ``gl.run`` / ``gl.load`` return (dims
 ``optimizer``, the grid axes, ``step``, ``layer``; see :mod:`gradlab.schema`); nothing here
-trains, compiles or writes. The questions of DESIGN.md map onto its modules:
+trains, compiles or writes. The questions gradlab answers map onto its modules:
 
 - :mod:`~gradlab.analysis.stability` — *where do gradients explode?* :func:`divergence_rate`
   (with :func:`wilson_interval` across seeds), :func:`stable_lr_range` / :func:`max_stable_lr`,
