@@ -2,10 +2,10 @@
 
 A run *diverges* at the first step whose loss or gradient is non-finite or whose loss exceeds
 ``divergence_factor`` times its initial loss (see the README, "The result Dataset"); the
-Dataset records it as ``diverged`` and ``diverged_at``. Everything here counts those runs: how
-many diverged at each grid point, with a confidence interval over the seeds (:func:`divergence_rate`); which learning
-rates are safe (:func:`stable_lr_range`, :func:`max_stable_lr`); when the runs exploded
-(:func:`time_to_explode`, :func:`survival`).
+Dataset records it as ``diverged`` and ``diverged_at``. Everything here counts those runs:
+how many diverged at each grid point, with a confidence interval over the seeds
+(:func:`divergence_rate`); which learning rates are safe (:func:`stable_lr_range`,
+:func:`max_stable_lr`); when the runs exploded (:func:`time_to_explode`, :func:`survival`).
 """
 
 from __future__ import annotations
