@@ -12,9 +12,10 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-__all__ = ["LOSSES", "per_example"]
+__all__ = ["LOSSES", "per_example", "zero_output_loss"]
 
 
 def cross_entropy(outputs: jax.Array, y: jax.Array) -> jax.Array:
@@ -42,3 +43,18 @@ def per_example(kind: str, outputs: jax.Array, y: jax.Array) -> jax.Array:
     except KeyError:
         raise ValueError(f"unknown loss {kind!r}; valid: {', '.join(LOSSES)}") from None
     return loss(outputs, y)
+
+
+def zero_output_loss(kind: str, y: np.ndarray, num_outputs: int) -> float:
+    """The mean loss of a network whose outputs are all zero: the scale of a problem's loss.
+
+    Cross-entropy: log K for K outputs (a uniform softmax). MSE: ½ E‖y_i‖² over the targets
+    (½ for class labels, which become one-hot).
+    """
+    if kind == "cross_entropy":
+        return float(np.log(num_outputs))
+    if kind == "mse":
+        if np.issubdtype(np.asarray(y).dtype, np.integer):
+            return 0.5
+        return float(0.5 * np.mean(np.sum(np.square(np.asarray(y, np.float64)), axis=-1)))
+    raise ValueError(f"unknown loss {kind!r}; valid: {', '.join(LOSSES)}")

@@ -199,3 +199,67 @@ def test_apply_if_finite_skips_instead_of_diverging(dataset):
     assert not bool(safe.diverged)
     assert [int(t) for t in np.flatnonzero(safe.skipped.values)] == bad_steps
     assert np.isfinite(safe.test_loss)  # (its final training loss sees the poisoned example)
+
+
+def test_a_poisoned_first_batch_keeps_the_divergence_reference(dataset):
+    # The first batch holds a poisoned example, so step 0's loss is not finite and
+    # apply_if_finite skips it. The factor rule's reference is the first finite, applied
+    # step's loss; a reference taken from step 0 would be NaN and the rule off for good.
+    first = reference_batches(N_TRAIN, 16, 1)[0]
+    x = dataset.x_train.copy()
+    x[first[0]] = 3e38  # its pre-activations overflow to inf and NaN
+    poisoned = gl.data.from_arrays(x, dataset.y_train, dataset.x_test, dataset.y_test)
+    lr, steps = 50.0, 12
+    spec = make_spec(
+        poisoned,
+        optimizers=("apply_if_finite|sgd",),
+        grid={"seed": [0], "learning_rate": [lr]},
+        steps=steps,
+    )
+    ds = gl.run(spec, progress=False).squeeze()
+    # The hand-written loop: optax's apply_if_finite around sgd, the documented rule.
+    tx = optax.apply_if_finite(optax.sgd(lr), 5)
+    params, ref, expected = reference_params(spec, 0), np.nan, -1
+    state = tx.init(params)
+    floor = np.log(CLASSES)  # the loss of all-zero logits
+    for t, idx in enumerate(reference_batches(N_TRAIN, 16, steps)):
+        loss, grads = jax.value_and_grad(reference_loss)(params, x[idx], dataset.y_train[idx])
+        skipped = not all(np.isfinite(g).all() for g in jax.tree.leaves(grads))
+        if t == 0:
+            assert skipped and not np.isfinite(loss)  # the case this test is about
+        if np.isnan(ref) and np.isfinite(loss) and not skipped:
+            ref = float(loss)
+        finite_params = all(np.isfinite(p).all() for p in jax.tree.leaves(params))
+        if float(loss) > 10 * max(ref, floor) or not finite_params:
+            expected = t
+            break
+        updates, state = tx.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+    assert expected > 0  # it does diverge, by the factor rule
+    assert int(ds.diverged_at) == expected
+
+
+def test_a_near_zero_initial_loss_does_not_count_noise_as_divergence():
+    # MSE on tiny targets from a tiny init: the first batch's targets are 0, so the initial
+    # loss is ~1e-12 while every later batch sits near its zero-output loss (~5e-5). That is
+    # noise, not divergence: the rule compares with max(reference, zero-output loss).
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(96, 6)).astype(np.float32)
+    y = np.full((96, 1), 1e-2, np.float32)
+    y[reference_batches(96, 16, 1)[0]] = 0.0
+    data = gl.data.from_arrays(x, y, x[:8], y[:8])
+    spec = gl.SweepSpec(
+        model=gl.ModelSpec(hidden=(4,)),
+        data=data,
+        loss="mse",
+        optimizers=("sgd",),
+        grid={"seed": [0], "learning_rate": [0.01], "init_scale": [1e-3]},
+        steps=12,
+        batch_size=16,
+    )
+    ds = gl.run(spec, progress=False).squeeze()
+    loss = ds.loss.values
+    assert loss[0] < 1e-9 and (loss[1:] > 10 * loss[0]).all()  # the old rule would fire
+    zero_output = 0.5 * np.mean(np.sum(y**2, axis=1))
+    assert (loss < 10 * zero_output).all()
+    assert not bool(ds.diverged) and int(ds.diverged_at) == -1

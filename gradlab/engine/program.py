@@ -9,10 +9,11 @@ Each run draws its initial parameters from its ``seed`` and ``init_scale``/``bia
 (:func:`init_run`); :func:`train_run` builds its optax chain from its traced hyperparameters and
 runs one ``lax.scan`` over blocks of ``log_every`` steps (the first step of a block records the
 metrics, the others only train). Every step checks divergence: a run diverges at the first step
-whose loss or gradient is non-finite, or whose loss exceeds ``divergence_factor`` x its initial
-loss (chains with ``apply_if_finite`` skip non-finite gradients instead; for them non-finite
-*parameters* count). From that step on the run is frozen (its update is not applied) and its
-later metrics are NaN; the step of divergence keeps the values measured there.
+whose loss or gradient is non-finite, or whose loss exceeds ``divergence_factor`` x its
+reference loss (:func:`reference_loss`; chains with ``apply_if_finite`` skip non-finite
+gradients instead, and for them non-finite *parameters* count). From that step on the run is
+frozen (its update is not applied) and its later metrics are NaN; the step of divergence keeps
+the values measured there.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class Config:
     log_every: int
     per_seed_order: bool
     divergence_factor: float
+    divergence_floor: float  # the loss of all-zero outputs (see reference_loss)
     schedule: str
     warmup_steps: int
     record_all: bool  # the default metric set
@@ -108,6 +110,7 @@ def make_config(spec: Any, group: Any, dataset: Any, steps: int) -> Config:
         log_every=spec.log_every,
         per_seed_order=spec.batch_order == "per_seed" and batch is not None,
         divergence_factor=spec.divergence_factor,
+        divergence_floor=losses.zero_output_loss(spec.loss, dataset.y_train, num_outputs),
         schedule=spec.schedule,
         warmup_steps=spec.warmup_steps,
         record_all="default" in spec.metrics,
@@ -140,7 +143,7 @@ class Carry(NamedTuple):
     opt_state: Any
     alive: jax.Array  # not diverged before this step
     diverged_at: jax.Array  # step of divergence, -1 if never
-    loss0: jax.Array  # loss at step 0 (reference for the divergence factor)
+    loss0: jax.Array  # reference loss of the divergence factor; NaN until there is one
     vectors: dict[str, Any]  # warm starts of the Lanczos eigenvectors, by metric set
     param_sq: jax.Array | None  # [layers] Σθ² at the start of the block (default metrics)
 
@@ -210,6 +213,24 @@ def apply_update(params: Any, updates: Any, alive: jax.Array) -> Any:
     return jax.tree.map(lambda p, u: p + jnp.where(alive, u, jnp.zeros_like(u)), params, updates)
 
 
+def reference_loss(loss0: jax.Array, loss: jax.Array, skipped: jax.Array) -> jax.Array:
+    """The reference of the divergence factor: the loss of the first step whose loss is finite
+    and whose update was applied (not skipped by ``apply_if_finite``), NaN before it.
+
+    A run whose first batch is poisoned (a non-finite loss or gradient) thus keeps the factor
+    rule; with a NaN reference the comparison ``loss > factor · ref`` is false.
+
+    The factor rule compares with ``max(reference, zero-output loss)`` (:func:`is_bad`), the
+    zero-output loss being that of a network whose outputs are all zero
+    (:func:`gradlab.losses.zero_output_loss`: log K for cross-entropy, ½E‖y‖² for MSE). A run
+    diverges when it is ten times worse than where it started *and* than predicting zero: a
+    reference near zero (a student that starts almost on a tiny teacher) would otherwise let
+    batch-to-batch noise count as divergence. At the usual inits the reference is above it.
+    """
+    first = jnp.isfinite(loss) & ~skipped
+    return jnp.where(jnp.isnan(loss0), jnp.where(first, loss, jnp.nan), loss0)
+
+
 def is_bad(cfg: Config, loss, loss0, params, measured, grad_max_abs) -> jax.Array:
     """Whether step t diverges: its loss exceeds the factor, or something is non-finite.
 
@@ -218,7 +239,7 @@ def is_bad(cfg: Config, loss, loss0, params, measured, grad_max_abs) -> jax.Arra
     gradient (max |g| is NaN on a NaN, inf on an inf; benchmarks item 10); otherwise from one
     sum Σ 0·g (NaN exactly when g has a NaN or inf; item 2).
     """
-    bad = loss > cfg.divergence_factor * loss0
+    bad = loss > cfg.divergence_factor * jnp.maximum(loss0, cfg.divergence_floor)
     if cfg.tolerant:
         return bad | ~M.tree_all_finite(params)
     if grad_max_abs is not None:
@@ -265,7 +286,7 @@ def train_step(cfg: Config, run: RunInputs, carry: Carry, inputs, record: bool):
     if measure_all:  # the two reductions of g the metrics need
         grad_sq = M.layer_sums_of_squares(measured, cfg.layers)
         grad_max_abs = M.tree_max_abs(measured, grad_sq)
-    loss0 = jnp.where(t == 0, loss, carry.loss0)
+    loss0 = reference_loss(carry.loss0, loss, optim.skipped(opt_state))
     bad = is_bad(cfg, loss, loss0, params, measured, grad_max_abs)
     alive = carry.alive & ~bad
     if measure_all:  # this step reduces u_t for its norm
@@ -361,7 +382,7 @@ def train_run(cfg: Config, hp, params, order, x_train, y_train, eval_train, eval
         tx.init(params),
         jnp.ones([], bool),
         jnp.full([], -1, jnp.int32),
-        jnp.zeros([], jnp.float32),
+        jnp.full([], jnp.nan, jnp.float32),
         measure.initial_vectors(cfg, params),
         None,
     )
