@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from data_helpers import assert_mnist_equals, fake_mnist, idx_bytes, row_multiset
 
+import gradlab as gl
 from gradlab import data
-from gradlab.spec import ConfigError
+from gradlab.errors import ConfigError
 
 # ----------------------------------------------------------------------------------------------
 # The cache of load
@@ -207,3 +208,11 @@ def test_data_dir(tmp_path, monkeypatch):
     assert data.data_dir() == tmp_path / "env"
     assert data.data_dir(tmp_path / "explicit") == tmp_path / "explicit"
     assert data.data_dir("~/x") == tmp_path / "home" / "x"
+
+
+def test_load_takes_a_dataspec():
+    spec = gl.DataSpec(name="digits", n_train=100, n_test=20)
+    a = data.load(spec)
+    b = data.load("digits", n_train=100, n_test=20)
+    for x, y in zip(a[:4], b[:4], strict=True):
+        np.testing.assert_array_equal(x, y)

@@ -195,7 +195,7 @@ def test_default_memory_budget_follows_the_device():
 
 
 def test_memory_budget_picks_the_chunk_size(spec):
-    data = gl.engine.resolve_data(spec.data)
+    data = gl.data.load(spec.data)
     big = spec.replace(grid={**spec.grid, "seed": list(range(1000))})
     roomy = gl.make_plan(big, data, num_devices=2)
     tight = gl.make_plan(big, data, memory_budget=2**20)

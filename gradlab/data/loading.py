@@ -51,7 +51,7 @@ _CACHE_SIZE = 4
 
 
 def load(
-    name: str,
+    name: Any,
     *,
     n_train: int | None = None,
     n_test: int | None = None,
@@ -76,7 +76,8 @@ def load(
       Options ``TEACHER_DEFAULTS`` (:func:`gradlab.data.generated.generate_teacher`).
 
     Args:
-      name: one of ``DATASETS``.
+      name: one of ``DATASETS``, or a :class:`gradlab.DataSpec`, whose fields then give every
+        other argument but ``cache``.
       n_train: take the first ``n_train`` training examples (default: all). For ``"teacher"``
         this many are generated; the first examples do not depend on how many are asked for.
       n_test: the same for the test set; 0 gives an empty test set.
@@ -104,6 +105,17 @@ def load(
       Greydanus, 2020, "Scaling down deep learning", arXiv:2011.14439
       (https://github.com/greydanus/mnist1d).
     """
+    if not isinstance(name, str) and hasattr(name, "options"):  # a gradlab.DataSpec
+        spec = name
+        return load(
+            spec.name,
+            n_train=spec.n_train,
+            n_test=spec.n_test,
+            seed=spec.seed,
+            data_dir=spec.data_dir,
+            cache=cache,
+            **spec.options,
+        )
     if name not in _LOADERS:
         raise ConfigError(f"data: unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
     entry = _LOADERS[name]

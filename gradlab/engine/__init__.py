@@ -13,7 +13,7 @@
 =================  ==========================================================================
 """
 
-from gradlab.engine.plan import Group, Plan, make_plan, resolve_data, shared_batch_order
+from gradlab.engine.plan import Group, Plan, make_plan, shared_batch_order
 from gradlab.engine.platform import default_memory_budget
 from gradlab.engine.run import run
 
@@ -22,7 +22,6 @@ __all__ = [
     "Plan",
     "default_memory_budget",
     "make_plan",
-    "resolve_data",
     "run",
     "shared_batch_order",
 ]

@@ -129,15 +129,7 @@ def resolve_data(data: DataSpec | data_lib.Dataset, *, cache: bool = False) -> d
     them (benchmarks item 12).
     """
     if isinstance(data, DataSpec):
-        return data_lib.load(
-            data.name,
-            n_train=data.n_train,
-            n_test=data.n_test,
-            seed=data.seed,
-            data_dir=data.data_dir,
-            cache=cache,
-            **data.options,
-        )
+        return data_lib.load(data, cache=cache)
     return data_lib.from_arrays(*data)
 
 
