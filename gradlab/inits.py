@@ -15,7 +15,12 @@ scheme              distribution                                       std s
 ``he_uniform``      U(±√(6/fan_in))                                    √(2/fan_in)
 ``normal``          N(0, 1/fan_in)                                     √(1/fan_in)
 ``orthogonal``      orthonormal rows or columns                        √(1/max(fan_in, fan_out))
+``torch_linear``    U(±1/√fan_in), biases U(±1/√fan_in) too            √(1/(3·fan_in))
 ==================  =================================================  =========================
+
+Every scheme but ``torch_linear`` starts biases at zero. ``torch_linear`` is PyTorch's default
+``nn.Linear`` init: ``kaiming_uniform_(a=√5)`` gives the bound √(6/((1+a²)·fan_in)) = 1/√fan_in
+for the weight, and the bias is drawn from U(±1/√fan_in) (``torch.nn.Linear.reset_parameters``).
 """
 
 from __future__ import annotations
@@ -26,16 +31,34 @@ from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
+import jax
+import jax.numpy as jnp
 
 __all__ = ["INITS", "InitScheme", "init_std"]
 
 
 @dataclasses.dataclass(frozen=True)
 class InitScheme:
-    """A kernel initialiser (Flax's signature) and the standard deviation of its entries."""
+    """A kernel initialiser (Flax's signature), the standard deviation of its entries, and the
+    bias initialiser for a layer of a given fan-in (zeros unless the scheme says otherwise)."""
 
     initializer: Callable[..., Any]
     std: Callable[[int, int], float]  # (fan_in, fan_out) -> s
+    bias: Callable[[int], Callable[..., Any]] = lambda fan_in: nn.initializers.zeros
+
+
+def _uniform(bound: float) -> Callable[..., Any]:
+    """U(±bound), as a Flax initialiser."""
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def _torch_kernel(key, shape, dtype=jnp.float32):
+    """PyTorch's default Linear weight, U(±1/√fan_in), for a Flax [in, out] kernel."""
+    return _uniform(1 / math.sqrt(shape[0]))(key, shape, dtype)
 
 
 INITS: dict[str, InitScheme] = {
@@ -52,6 +75,9 @@ INITS: dict[str, InitScheme] = {
         nn.initializers.variance_scaling(1.0, "fan_in", "normal"), lambda i, o: math.sqrt(1 / i)
     ),
     "orthogonal": InitScheme(nn.initializers.orthogonal(), lambda i, o: math.sqrt(1 / max(i, o))),
+    "torch_linear": InitScheme(
+        _torch_kernel, lambda i, o: math.sqrt(1 / (3 * i)), lambda i: _uniform(1 / math.sqrt(i))
+    ),
 }
 
 

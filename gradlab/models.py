@@ -16,8 +16,9 @@ their names (``layer_2`` before ``layer_10``).
 Initialisation (:func:`init_params`): the scheme draws W with its standard deviation s(fan_in,
 fan_out); ``init_scale`` multiplies every kernel, so the std becomes ``init_scale · s`` (with
 ``init="normal"``: W ~ N(0, σ_w²/fan_in), the mean-field parametrisation of Poole et al. 2016);
-``bias_std`` adds N(0, bias_std²) noise to every bias (0 keeps the module's own bias init, zeros
-for :class:`MLP`). Both are traced scalars, so one compiled program serves every value.
+``bias_std`` adds N(0, bias_std²) noise to every bias (0 keeps the module's own bias init:
+zeros for :class:`MLP`, except under ``torch_linear``). Both are traced scalars, so one compiled
+program serves every value.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ class MLP(nn.Module):
       num_outputs: width of the output layer (logits or regression outputs).
       activation: elementwise nonlinearity name (``gradlab.activations``).
       init_scheme: kernel init scheme name (:data:`gradlab.inits.INITS`); ``ModelSpec.init``.
-      use_bias: whether the dense layers have biases (initialised to zero).
+      use_bias: whether the dense layers have biases (initialised to zero, or as the init
+        scheme says: ``torch_linear`` draws them U(±1/√fan_in)).
     """
 
     hidden: Sequence[int]
@@ -100,7 +102,7 @@ class MLP(nn.Module):
                 width,
                 use_bias=self.use_bias,
                 kernel_init=INITS[self.init_scheme].initializer,
-                bias_init=nn.initializers.zeros,
+                bias_init=INITS[self.init_scheme].bias(x.shape[-1]),
                 dot_general=kernel_first_dot,
                 name=f"layer_{i}",
             )(x)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import gradlab as gl
+from gradlab import inits as gl_inits
 from gradlab import models
 
 FAN_IN, FAN_OUT = 400, 300
@@ -127,3 +128,20 @@ def test_kernel_first_dot_is_the_dense_product(batch_shape):
         strict=True,
     ):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_torch_linear_is_pytorchs_default_linear_init():
+    # torch.nn.Linear.reset_parameters: kaiming_uniform_(a=√5) -> U(±1/√fan_in) weights, and
+    # U(±1/√fan_in) biases. Checked by the bounds and the uniform's variance bound²/3.
+    fan_in, fan_out = 400, 300
+    module = models.MLP(hidden=(fan_out,), num_outputs=2, init_scheme="torch_linear")
+    params = models.init_params(module, jax.random.PRNGKey(0), jnp.zeros((1, fan_in)))
+    kernel, bias = params["layer_0"]["kernel"], params["layer_0"]["bias"]
+    bound = 1 / np.sqrt(fan_in)
+    assert float(jnp.max(jnp.abs(kernel))) <= bound and float(jnp.max(jnp.abs(bias))) <= bound
+    np.testing.assert_allclose(float(jnp.var(kernel)), bound**2 / 3, rtol=0.02)
+    np.testing.assert_allclose(float(jnp.var(bias)), bound**2 / 3, rtol=0.25)
+    np.testing.assert_allclose(
+        float(jnp.std(kernel)), gl_inits.init_std("torch_linear", fan_in, 9), rtol=0.02
+    )
+    assert float(jnp.max(jnp.abs(kernel))) > 0.99 * bound  # uniform up to the bound
