@@ -91,6 +91,30 @@ def test_sharpness_vs_bound_draws_the_computed_steps():
         plots.sharpness_vs_bound(ds.drop_vars("sharpness"))
 
 
+def test_a_chains_bound_is_drawn_only_against_the_curvature_it_bounds():
+    """sharpness_bound is 2/η for sgd (on λ_max(H)) but 38/η for adam (on λ_max(P⁻¹H))."""
+    ds = make_dataset({"seed": [0, 1], "learning_rate": LR}, sharpness=True)
+    assert list(ds["optimizer"].values) == ["sgd", "clip_by_global_norm|adam"]
+    ds = ds.assign_coords(stability_rule=("optimizer", ["sgd", "adam"]))
+
+    def dashed(ax):
+        return [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+
+    sgd, adam = panels(plots.sharpness_vs_bound(ds, hue=None))
+    (bound,) = dashed(sgd)
+    assert not dashed(adam)  # the adam chain's bound is not a bound on its plain sharpness
+    recorded = ds["sharpness_bound"].sel(optimizer="sgd")
+    live = np.isfinite(recorded.transpose("seed", "learning_rate", "step").values)
+    two_over_lr = np.broadcast_to(2 / np.array(LR)[None, :, None], live.shape)
+    expected = [np.median(two_over_lr[..., t][live[..., t]]) for t in (0, 3, 6)]
+    np.testing.assert_allclose(bound.get_ydata(), expected)
+    pre = ds.assign(precond_sharpness=ds["sharpness"])
+    sgd, adam = panels(plots.sharpness_vs_bound(pre, hue=None, var="precond_sharpness"))
+    assert len(dashed(adam)) == 1 and not dashed(sgd)
+    legend = [t.get_text() for t in sgd.figure.legends[0].get_texts()]
+    assert r"bound, e.g. $38/\eta$" in legend
+
+
 def test_sharpness_vs_bound_for_preconditioned_sharpness():
     ds = make_dataset({"seed": [0, 1], "learning_rate": LR}, sharpness=True)
     ds = ds.rename({"sharpness": "precond_sharpness"})

@@ -272,6 +272,17 @@ def _sharpness_lines(
             ax.plot(steps, bound.sel(pick).median(pool), "--", color=color, lw=1.2)
 
 
+def _bounded_chains(ds: xr.Dataset, var: str) -> set[str]:
+    """The chains whose ``sharpness_bound`` bounds ``var``, by the Dataset's ``stability_rule``
+    coordinate: λ_max(H) (``sharpness``) for ``sgd`` and ``momentum`` chains, λ_max(P⁻¹H)
+    (``precond_sharpness``) for ``adam`` chains; every chain where the rules are not recorded."""
+    chains = reading.chains(ds)
+    if "stability_rule" not in ds.coords:
+        return set(chains)
+    rules = ("adam",) if var == "precond_sharpness" else ("sgd", "momentum")
+    return {c for c, r in zip(chains, ds["stability_rule"].values, strict=True) if str(r) in rules}
+
+
 def _spans_decade(axes: list[Axes]) -> bool:
     """Whether the positive values drawn on ``axes`` span more than a decade."""
     shown = np.concatenate([line.get_ydata() for ax in axes for line in ax.get_lines()])
@@ -304,8 +315,10 @@ def sharpness_vs_bound(
 
     For gradient descent the bound is 2/η (heavy ball: (2 + 2β)/η); sharpness that rises to the
     bound and hovers there is the edge of stability, sharpness well above it precedes divergence.
-    For Adam, pass ``var="precond_sharpness"``: λ_max(P⁻¹H) against 38/η (β1 = 0.9).
-    Medians over the alive runs at the steps where sharpness was computed.
+    For Adam, pass ``var="precond_sharpness"``: λ_max(P⁻¹H) against 38/η (β1 = 0.9). A chain's
+    bound is drawn only against the curvature it bounds (its ``stability_rule`` coordinate:
+    ``sharpness`` for sgd and momentum, ``precond_sharpness`` for adam). Medians over the alive
+    runs at the steps where sharpness was computed.
 
     Args:
       ds: a result Dataset with ``sharpness`` (and ideally ``sharpness_bound``).
@@ -342,11 +355,13 @@ def sharpness_vs_bound(
     pool = [d for d in analysis.grid_axes(ds) if d != hue]
     hues, colors = _hues(ds, hue)
     chains = reading.chains(ds)
+    bounded = _bounded_chains(ds, var) if bound is not None else set()
     fig, axes = style.panels(len(chains))
     for ax, chain in zip(axes, chains, strict=True):
+        its_bound = bound if chain in bounded else None
         for h, color in zip(hues, colors, strict=True):
             pick = {"optimizer": chain, "step": steps} | ({hue: h} if hue else {})
-            _sharpness_lines(ax, sharp, bound, pick, pool, color, _hue_label(hue, h))
+            _sharpness_lines(ax, sharp, its_bound, pick, pool, color, _hue_label(hue, h))
         ax.set_title(chain, fontsize=10)
         ax.grid(alpha=0.3)
     log = _spans_decade(axes) if log is None else log
@@ -355,7 +370,7 @@ def sharpness_vs_bound(
             ax.set_yscale("log")
         style.tidy_log(axes[0])
     style.label_panels(axes, style.label("step"), style.label(var))
-    _bound_legend(fig, axes, var, bound is not None)
+    _bound_legend(fig, axes, var, bool(bounded))
     what = "Preconditioned sharpness" if var == "precond_sharpness" else "Sharpness"
     style.suptitle(fig, f"{what} against its stability bound", reading.pool_note(ds, pool))
     return fig
