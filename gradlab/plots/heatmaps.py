@@ -1,8 +1,8 @@
 """Where in the grid do runs diverge, and how well do the others train: phase diagrams.
 
 :func:`phase_diagram` colours one cell per grid point of two axes, one panel per chain. The
-cell helpers here (:func:`cell_values`, :func:`draw_heatmap`) also draw
-the mean-field diagrams of :mod:`gradlab.plots.mean_field`.
+cell helpers here (:func:`cell_values`, :func:`draw_heatmap`, :func:`missing_cells_patch`) also
+draw the mean-field diagrams of :mod:`gradlab.plots.mean_field`.
 """
 
 from __future__ import annotations

@@ -136,7 +136,8 @@ def _cells(
     skip: int,
 ) -> _Cells:
     """The median of ``metric`` per chain over the (σ_w², y) grid: ``"chi1"`` is the median of
-    :func:`gradlab.analysis.fixed_point_chi1`, anything else as :func:`phase_diagram` colours it."""
+    :func:`gradlab.analysis.fixed_point_chi1`, anything else as
+    :func:`~gradlab.plots.phase_diagram` colours it."""
     x = "init_scale"
     ds = reading.select(ds, sel)
     reading.check_axis(ds, x)
@@ -248,8 +249,8 @@ def order_chaos_diagram(
     Colours the measured χ1 (``metric="chi1"``, the median of
     :func:`gradlab.analysis.fixed_point_chi1` at ``step``, which is
     :func:`gradlab.analysis.empirical_chi1` for ``skip=0``; blue = ordered, gradients vanish;
-    red = chaotic, gradients explode), or any metric :func:`phase_diagram` colours. On top: the
-    theoretical critical line σ²_w,c(σ_b²) where χ1 = σ_w² E[φ'(√q* z)²] = 1
+    red = chaotic, gradients explode), or any metric :func:`~gradlab.plots.phase_diagram`
+    colours. On top: the theoretical critical line σ²_w,c(σ_b²) where χ1 = σ_w² E[φ'(√q* z)²] = 1
     (:func:`gradlab.theory.critical_sigma_w2`, dashed) and, for χ1, the measured χ1 = 1 contour
     (solid).
 
@@ -308,12 +309,13 @@ def depth_scale_diagram(
 ) -> Figure:
     r"""Trainable depth: a metric over (σ_w², depth), one panel per chain, with ``6 ξ_c``.
 
-    Colours a per-run metric as :func:`phase_diagram` does (default the test accuracy; or
-    ``"chi1"``) over σ_w² and a second grid axis, usually ``depth`` (sweeps at several depths
-    joined with :func:`gradlab.analysis.concat_sweeps`), and draws ``depth_multiple`` × ξ_c(σ_w²,
-    σ_b²), the correlation depth scale of :func:`gradlab.theory.depth_scales` (dashed): the depth
-    to which Schoenholz et al. find networks trainable (6 ξ_c). ξ_c diverges at the critical
-    σ_w², so the line leaves the top of the panel there.
+    Colours a per-run metric as :func:`~gradlab.plots.phase_diagram` does (default the test
+    accuracy; or ``"chi1"``) over σ_w² and a second grid axis, usually ``depth`` (sweeps at
+    several depths joined with :func:`gradlab.analysis.concat_sweeps`), and draws
+    ``depth_multiple`` × ξ_c(σ_w², σ_b²), the correlation depth scale of
+    :func:`gradlab.theory.depth_scales` (dashed): the depth to which Schoenholz et al. find
+    networks trainable (6 ξ_c). ξ_c diverges at the critical σ_w², so the line leaves the top of
+    the panel there.
 
     Args:
       ds: a result Dataset with an ``init_scale`` grid axis (σ_w, for ``init="normal"``) and at
