@@ -35,6 +35,8 @@ def test_trajectory_median_stops_when_half_the_runs_have_exploded():
     np.testing.assert_array_equal(marks.get_xdata(), [3, 5])  # one × per diverged run
     assert "2/4 diverged" in ax.get_title()
     render(fig)
+    (ax,) = panels(plots.trajectories(ds, "grad_norm", sel={"optimizer": "sgd"}))
+    np.testing.assert_allclose(ax.get_lines()[0].get_ydata()[:6], [2.5] * 4 + [3.0, 3.0])
 
 
 def test_a_diverged_run_counts_as_the_worst_accuracy_not_the_best():

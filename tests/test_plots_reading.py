@@ -15,6 +15,9 @@ def test_select_and_check_axis_name_the_unknown_axis():
     assert "learning_rate" not in picked.dims
     np.testing.assert_array_equal(picked["diverged"], ds["diverged"].isel(learning_rate=1))
     assert reading.select(ds, None) is ds
+    one = reading.select(ds, {"optimizer": "sgd"})  # one chain: still a panel of its own
+    assert list(one["optimizer"].values) == ["sgd"]
+    np.testing.assert_array_equal(one["diverged"][0], ds["diverged"].sel(optimizer="sgd"))
     with pytest.raises(ValueError, match=r"sel names \['momentum'\]"):
         reading.select(ds, {"momentum": 0.9})
     reading.check_axis(ds, "learning_rate")

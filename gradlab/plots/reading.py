@@ -52,13 +52,17 @@ def table_cells(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
 
 
 def select(ds: xr.Dataset, sel: Mapping[str, Any] | None) -> xr.Dataset:
-    """``ds.sel(sel)``, with an error naming any key that is not a dim of the Dataset."""
+    """``ds.sel(sel)``, with an error naming any key that is not a dim of the Dataset.
+
+    One chain (``sel={"optimizer": "sgd"}``) keeps the ``optimizer`` dim: it is one panel.
+    """
     if not sel:
         return ds
     unknown = [k for k in sel if k not in ds.dims]
     if unknown:
         raise ValueError(f"sel names {unknown}, not dims of the Dataset: {list(ds.dims)}")
-    return ds.sel(dict(sel))
+    keep = {k: [v] if k == "optimizer" and np.ndim(v) == 0 else v for k, v in sel.items()}
+    return ds.sel(keep)
 
 
 def check_axis(ds: xr.Dataset, name: str | None) -> None:
