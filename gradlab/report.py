@@ -18,12 +18,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 from matplotlib.figure import Figure
 
 from gradlab import analysis, plots
+from gradlab.plots.reading import table_cells
 
-__all__ = ["load_result", "write_report"]
+__all__ = ["as_dataset", "write_report"]
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
@@ -40,7 +42,7 @@ pre { background: #f6f8fa; padding: 0.8rem; overflow-x: auto; font-size: 0.85rem
 """
 
 
-def load_result(source: xr.Dataset | str | os.PathLike[str]) -> xr.Dataset:
+def as_dataset(source: xr.Dataset | str | os.PathLike[str]) -> xr.Dataset:
     """The result Dataset of ``source``: a Dataset, a run directory, or a netCDF file.
 
     Args:
@@ -52,7 +54,7 @@ def load_result(source: xr.Dataset | str | os.PathLike[str]) -> xr.Dataset:
       The Dataset, in memory.
 
     Example:
-      >>> ds = load_result("runs/demo")  # doctest: +SKIP
+      >>> ds = as_dataset("runs/demo")  # doctest: +SKIP
     """
     if isinstance(source, xr.Dataset):
         return source
@@ -76,10 +78,13 @@ def _has_finite(da: xr.DataArray) -> bool:
     return bool(np.isfinite(da.values.astype(float)).any())
 
 
-def _figure_plan(ds: xr.Dataset) -> Iterator[tuple[str, str, Callable[[], Figure]]]:
-    """(file stem, caption, builder) for every figure this Dataset supports."""
+# (file stem, caption, builder) of one figure of the page
+_Planned = tuple[str, str, Callable[[], Figure]]
+
+
+def _figure_plan(ds: xr.Dataset) -> Iterator[_Planned]:
+    """Every figure this Dataset supports, in page order."""
     swept = _swept(ds)
-    chains = ds.sizes["optimizer"]
     yield (
         "comparison",
         "Optimizer chains side by side: divergence rate, largest learning rate at which no run "
@@ -87,6 +92,21 @@ def _figure_plan(ds: xr.Dataset) -> Iterator[tuple[str, str, Callable[[], Figure
         "fraction of steps clipped, largest gradient norm.",
         lambda: plots.comparison_bars(ds),
     )
+    yield from _grid_figures(ds, swept)
+    yield from _training_figures(ds)
+    yield from _depth_figures(ds, swept)
+    if "sharpness" in ds and _has_finite(ds["sharpness"]):
+        yield (
+            "sharpness",
+            "Sharpness (top Hessian eigenvalue) during training against its stability bound.",
+            lambda: plots.sharpness_vs_bound(ds),
+        )
+    yield from _profile_figures(ds, swept)
+
+
+def _grid_figures(ds: xr.Dataset, swept: list[str]) -> Iterator[_Planned]:
+    """Where in the grid runs diverge: phase diagrams over the first two swept axes, and the
+    divergence rate against the learning rate."""
     if swept:
         x, y = swept[0], (swept[1] if len(swept) > 1 else None)
         yield (
@@ -110,6 +130,10 @@ def _figure_plan(ds: xr.Dataset) -> Iterator[tuple[str, str, Callable[[], Figure
             "the pooled runs.",
             lambda: plots.divergence_curve(ds),
         )
+
+
+def _training_figures(ds: xr.Dataset) -> Iterator[_Planned]:
+    """During training: loss and gradient norm trajectories, and survival if a run diverged."""
     for var, what in (("loss", "Training loss"), ("grad_norm", "Raw gradient norm")):
         if var in ds and _has_finite(ds[var]):
             yield (
@@ -124,6 +148,11 @@ def _figure_plan(ds: xr.Dataset) -> Iterator[tuple[str, str, Callable[[], Figure
             "Fraction of runs not yet diverged at each step.",
             lambda: plots.survival_curves(ds),
         )
+
+
+def _depth_figures(ds: xr.Dataset, swept: list[str]) -> Iterator[_Planned]:
+    """Across depth at the first logged step: per-layer profiles, and χ1 against the init
+    scale when there are enough layers and init scales."""
     for var, what in (
         ("grad_norm_layer", "Per-layer gradient norm"),
         ("delta_rms_layer", "Backward signal (RMS of ∂loss/∂pre-activation)"),
@@ -146,22 +175,21 @@ def _figure_plan(ds: xr.Dataset) -> Iterator[tuple[str, str, Callable[[], Figure
             "init scale; χ1 > 1 means gradients explode towards the input.",
             lambda: plots.chi1_vs_theory(ds, step=int(ds["step"].values[0])),
         )
-    if "sharpness" in ds and _has_finite(ds["sharpness"]):
+
+
+def _profile_figures(ds: xr.Dataset, swept: list[str]) -> Iterator[_Planned]:
+    """Performance profiles, when there are chains to compare and a metric to compare them by."""
+    if ds.sizes["optimizer"] <= 1:
+        return
+    metrics = [m for m in ("final_loss",) if m in ds and _has_finite(ds[m])]
+    metrics += ["stability"] if analysis.LR in swept else []
+    if metrics:
         yield (
-            "sharpness",
-            "Sharpness (top Hessian eigenvalue) during training against its stability bound.",
-            lambda: plots.sharpness_vs_bound(ds),
+            "performance_profiles",
+            "Dolan-Moré performance profiles: fraction of configurations on which each chain "
+            "is within a factor τ of the best (higher is better); score = normalised area.",
+            lambda: plots.performance_profiles(ds, metrics),
         )
-    if chains > 1:
-        metrics = [m for m in ("final_loss",) if m in ds and _has_finite(ds[m])]
-        metrics += ["stability"] if analysis.LR in swept else []
-        if metrics:
-            yield (
-                "performance_profiles",
-                "Dolan-Moré performance profiles: fraction of configurations on which each chain "
-                "is within a factor τ of the best (higher is better); score = normalised area.",
-                lambda: plots.performance_profiles(ds, metrics),
-            )
 
 
 def _png(fig: Figure, dpi: int) -> bytes:
@@ -208,7 +236,7 @@ def write_report(
     - ``summary.csv`` (full precision) and ``summary.md`` (formatted) comparison tables.
 
     Args:
-      source: a result Dataset, a run directory, or a ``.nc`` file (see :func:`load_result`).
+      source: a result Dataset, a run directory, or a ``.nc`` file (see :func:`as_dataset`).
       out_dir: output directory (created if needed; files of the same names are replaced).
       title: page title; default names the run directory or "gradlab sweep".
       dpi: resolution of the PNG figures.
@@ -220,23 +248,39 @@ def write_report(
       >>> write_report("runs/demo", "reports/demo")  # doctest: +SKIP
       PosixPath('reports/demo/index.html')
     """
-    ds = load_result(source)
+    ds = as_dataset(source)
     out = Path(out_dir)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     if title is None:
         named = not isinstance(source, xr.Dataset)
         title = f"gradlab sweep: {Path(source).name}" if named else "gradlab sweep"
+    df = _write_tables(ds, out)
+    figures = _write_figures(ds, out, dpi)
+    index = out / "index.html"
+    index.write_text(_page(ds, df, figures, title), encoding="utf-8")
+    return index
 
+
+def _write_tables(ds: xr.Dataset, out: Path) -> pd.DataFrame:
+    """The comparison table, as ``summary.csv`` (full precision) and ``summary.md``."""
     df = analysis.compare_optimizers(ds)
     df.to_csv(out / "summary.csv")
     (out / "summary.md").write_text(analysis.markdown_table(df), encoding="utf-8")
+    return df
 
+
+def _write_figures(ds: xr.Dataset, out: Path, dpi: int) -> list[tuple[str, str, str]]:
+    """Draw every planned figure to ``figures/<name>.png``; (name, caption, base64 PNG) each."""
     figures = []
     for name, caption, make in _figure_plan(ds):
         png = _png(make(), dpi)
         (out / "figures" / f"{name}.png").write_bytes(png)
         figures.append((name, caption, base64.b64encode(png).decode("ascii")))
+    return figures
 
+
+def _environment_rows(ds: xr.Dataset) -> list[list[str]]:
+    """Versions, devices and timings recorded in the Dataset's attributes."""
     env_keys = ("gradlab_version", "jax_version", "flax_version", "optax_version", "devices")
     env = [[k, str(ds.attrs[k])] for k in env_keys if k in ds.attrs]
     env += [
@@ -244,18 +288,27 @@ def write_report(
         for k in ("wall_time_s", "compile_time_s")
         if k in ds.attrs
     ]
-    n_runs = int(ds["diverged"].size)
-    n_div = int(ds["diverged"].sum())
-    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    headers, rows = analysis._cells(df)
-    figs_html = "\n".join(
+    return env
+
+
+def _figures_html(figures: list[tuple[str, str, str]]) -> str:
+    return "\n".join(
         f'<figure id="fig-{name}"><img src="data:image/png;base64,{b64}" alt="{html.escape(cap)}">'
         f'<figcaption>{html.escape(cap)} <a href="figures/{name}.png">PNG</a></figcaption></figure>'
         for name, cap, b64 in figures
     )
+
+
+def _page(ds: xr.Dataset, df: pd.DataFrame, figures: list[tuple[str, str, str]], title: str) -> str:
+    """The self-contained HTML page."""
+    env = _environment_rows(ds)
+    n_runs = int(ds["diverged"].size)
+    n_div = int(ds["diverged"].sum())
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    headers, rows = table_cells(df)
     spec = ds.attrs.get("spec")
     spec_html = f"<pre>{html.escape(str(spec))}</pre>" if spec else "<p>No spec recorded.</p>"
-    page = f"""<!DOCTYPE html>
+    return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -275,7 +328,7 @@ Generated {now} by gradlab.report.</p>
 <a href="summary.md">summary.md</a>. Medians are over runs that did not diverge; max stable lr
 is the largest learning rate at which no run diverged for any seed or other grid value.</p>
 <h2>Figures</h2>
-{figs_html}
+{_figures_html(figures)}
 <h2>Sweep spec</h2>
 {spec_html}
 <h2>Environment</h2>
@@ -283,6 +336,3 @@ is the largest learning rate at which no run diverged for any seed or other grid
 </body>
 </html>
 """
-    index = out / "index.html"
-    index.write_text(page, encoding="utf-8")
-    return index

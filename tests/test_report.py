@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -118,6 +119,27 @@ def test_report_files_and_embedded_figures(written):
     assert embedded == {p.read_bytes() for p in pngs}
 
 
+def test_report_figures_in_page_order(written):
+    """Overview first, then the grid, training, depth, curvature and the profiles."""
+    index, ds = written
+    ids = re.findall(r'<figure id="fig-([a-z0-9_]+)">', index.read_text(encoding="utf-8"))
+    expected = ["comparison", "phase_divergence", "phase_final_loss", "divergence_curve"]
+    expected += ["trajectory_loss", "trajectory_grad_norm"]
+    expected += ["survival"] if ds["diverged"].any() else []
+    expected += ["layer_delta_rms_layer", "chi1", "performance_profiles"]
+    assert ids == expected
+
+
+def test_report_draws_sharpness_where_it_was_measured(tmp_path):
+    ds = make_dataset({"seed": [0, 1], "learning_rate": [0.1, 1.0]}, chains=("sgd",))
+    ds["sharpness"] = 10 * ds["grad_norm"]
+    ds["sharpness_bound"] = (2 / ds["learning_rate"]).broadcast_like(ds["grad_norm"])
+    index = report.write_report(ds, tmp_path / "out", dpi=50)
+    ids = re.findall(r'<figure id="fig-([a-z0-9_]+)">', index.read_text(encoding="utf-8"))
+    assert ids[-1] == "sharpness"  # one chain: no performance profiles after it
+    assert (tmp_path / "out" / "figures" / "sharpness.png").is_file()
+
+
 def test_report_tables_spec_and_metadata(written):
     index, ds = written
     html = index.read_text(encoding="utf-8")
@@ -174,7 +196,7 @@ def test_report_reads_run_directories_and_netcdf(tmp_path, monkeypatch):
     pytest.importorskip("h5py", reason="h5netcdf needs h5py to write netCDF files")
     nc = tmp_path / "result.nc"
     ds.to_netcdf(nc, engine="h5netcdf")
-    xr.testing.assert_identical(report.load_result(nc), ds)
+    xr.testing.assert_identical(report.as_dataset(nc), ds)
 
 
 CHECK_IMAGES = """<script>

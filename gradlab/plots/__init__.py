@@ -1,0 +1,77 @@
+"""Figures from a sweep's result Dataset: one call, one matplotlib ``Figure``.
+
+Each function reads the Dataset of ``gl.run`` / ``gl.load`` (through :mod:`gradlab.analysis`)
+and returns a :class:`matplotlib.figure.Figure` built without pyplot, so nothing is shown or kept
+in global state: display it in a notebook, or ``fig.savefig("x.png")``.
+
+The figures, by the question they answer:
+
+- where in the grid do runs diverge: :func:`phase_diagram` (:mod:`~gradlab.plots.heatmaps`);
+- what happens during training, across depth, and how often runs diverge: :func:`trajectories`,
+  :func:`layer_profile`, :func:`sharpness_vs_bound`, :func:`divergence_curve`,
+  :func:`survival_curves` (:mod:`~gradlab.plots.lines`);
+- which chain is better: :func:`comparison_bars`, :func:`optimizer_table`,
+  :func:`performance_profiles` (:mod:`~gradlab.plots.comparison`);
+- does the network agree with mean-field theory: :func:`chi1_vs_theory`,
+  :func:`order_chaos_diagram`, :func:`depth_scale_diagram`, :func:`mean_field_diagram`
+  (:mod:`~gradlab.plots.mean_field`).
+
+Labels, colours and layout live in :mod:`~gradlab.plots.style`; what a figure reads from the
+Dataset (selection, sorting, pooling) in :mod:`~gradlab.plots.reading`.
+
+Shared conventions:
+
+- one panel per optimizer chain (titled with the chain), up to four panels per row;
+- grid axes that a figure does not show are *pooled* (seeds always; any other axis with more than
+  one value too, and the title says so); pick one slice with ``sel={"clip_norm": 1.0}``;
+- numeric axes that are log-spaced (learning rates, init scales 0.5, 1, 2, 4) get log scales;
+- colour-blind-safe colours: viridis for maps, plasma for ordered hues, Okabe-Ito for chains;
+- runs are compared while alive: a diverged run counts as +∞ from its divergence step (−∞ for
+  accuracies), so a median line ends when half the runs have exploded, and × marks each divergence.
+"""
+
+from gradlab.plots.comparison import comparison_bars, optimizer_table, performance_profiles
+from gradlab.plots.heatmaps import phase_diagram
+from gradlab.plots.lines import (
+    divergence_curve,
+    layer_profile,
+    sharpness_vs_bound,
+    survival_curves,
+    trajectories,
+)
+from gradlab.plots.mean_field import (
+    chi1_vs_theory,
+    depth_scale_diagram,
+    mean_field_diagram,
+    order_chaos_diagram,
+)
+from gradlab.plots.style import (
+    AXIS_LABELS,
+    AXIS_SYMBOLS,
+    LINE_MAP,
+    MAP,
+    OKABE_ITO,
+    VAR_LABELS,
+)
+
+__all__ = [
+    "AXIS_LABELS",
+    "AXIS_SYMBOLS",
+    "LINE_MAP",
+    "MAP",
+    "OKABE_ITO",
+    "VAR_LABELS",
+    "chi1_vs_theory",
+    "comparison_bars",
+    "depth_scale_diagram",
+    "divergence_curve",
+    "layer_profile",
+    "mean_field_diagram",
+    "optimizer_table",
+    "order_chaos_diagram",
+    "performance_profiles",
+    "phase_diagram",
+    "sharpness_vs_bound",
+    "survival_curves",
+    "trajectories",
+]

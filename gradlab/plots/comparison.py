@@ -1,0 +1,192 @@
+"""Which optimizer chain is better: bars, the comparison table, performance profiles.
+
+The numbers are those of :func:`gradlab.analysis.compare_optimizers` (one row per chain) and
+:func:`gradlab.analysis.performance_profile`; these functions only draw them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import xarray as xr
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from gradlab import analysis
+from gradlab.plots import reading, style
+
+__all__ = ["comparison_bars", "optimizer_table", "performance_profiles"]
+
+# (column of compare_optimizers, panel title, log scale when positive and wide)
+_BARS = (
+    ("diverged", "fraction of runs diverged", False),
+    ("max_stable_lr", r"max stable learning rate $\eta$", True),
+    ("final_loss", "final loss (median)", True),
+    ("test_accuracy", "test accuracy (median)", False),
+    ("clip_rate", "fraction of steps clipped", False),
+    ("max_grad_norm", r"max gradient norm $\|g\|_2$", True),
+)
+
+
+def _bar_panel(ax: Axes, vals: np.ndarray, colors: np.ndarray, title: str, log: bool) -> None:
+    """One measure, one bar per chain (dots on a log scale), each labelled; "n/a" where a
+    chain has no value."""
+    ypos = np.arange(len(vals))
+    ok = np.isfinite(vals)
+    pos = vals[ok & (vals > 0)]
+    log = log and pos.size == ok.sum() and pos.size > 0 and pos.max() / pos.min() > 10
+    if log:  # bar lengths mean nothing on a log scale: dots
+        ax.scatter(vals[ok], ypos[ok], c=colors[ok], s=60, zorder=3)
+        ax.set_xscale("log")
+    else:
+        ax.barh(ypos[ok], vals[ok], color=colors[ok], height=0.65)
+    for i in np.flatnonzero(~ok):
+        ax.text(0.02, ypos[i], "n/a", va="center", transform=ax.get_yaxis_transform())
+    for i in np.flatnonzero(ok):
+        ax.annotate(
+            f"{vals[i]:.3g}", (vals[i], ypos[i]), xytext=(6, 0), textcoords="offset points",
+            va="center", fontsize=8,
+        )  # fmt: skip
+    ax.set_title(title, fontsize=9)
+    ax.margins(x=0.25)
+    ax.grid(axis="x", alpha=0.3)
+    if log:
+        style.tidy_log(ax, "x")
+
+
+def comparison_bars(ds: xr.Dataset) -> Figure:
+    """Bar charts of the optimizer comparison, one panel per measure, one bar per chain.
+
+    The measures are columns of :func:`gradlab.analysis.compare_optimizers` (divergence rate,
+    max stable learning rate, final loss, test accuracy, clip rate, max gradient norm); a panel
+    is drawn when at least one chain has a value, "n/a" marks a chain without one.
+
+    Args:
+      ds: a result Dataset.
+
+    Returns:
+      The Figure.
+
+    Example:
+      >>> comparison_bars(ds).savefig("chains.png")  # doctest: +SKIP
+    """
+    df = analysis.compare_optimizers(ds)
+    shown = [(c, t, lg) for c, t, lg in _BARS if np.isfinite(df[c].to_numpy(float)).any()]
+    chains = list(df.index)
+    ncols = min(3, len(shown))
+    nrows = math.ceil(len(shown) / ncols)
+    fig = Figure(
+        figsize=(3.7 * ncols, 0.5 + nrows * (0.9 + 0.32 * len(chains))), layout="constrained"
+    )
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True).flat
+    colors = np.asarray([style.OKABE_ITO[i % len(style.OKABE_ITO)] for i in range(len(chains))])
+    for ax, (col, title, log) in zip(axes, shown, strict=False):
+        _bar_panel(ax, df[col].to_numpy(float), colors, title, log)
+    for ax in list(axes)[len(shown) :]:
+        fig.delaxes(ax)
+    fig.axes[0].set_yticks(np.arange(len(chains)), chains)
+    fig.axes[0].invert_yaxis()
+    runs = int(df["runs"].iloc[0])
+    note = f"{runs} runs per chain ({reading.grid_note(ds)})"
+    style.suptitle(fig, "Optimizer chains compared", note)
+    return fig
+
+
+def optimizer_table(ds: xr.Dataset) -> Figure:
+    """The comparison table of :func:`gradlab.analysis.compare_optimizers` as a figure.
+
+    Same numbers and formatting as :func:`gradlab.analysis.format_table`, for slides and papers.
+
+    Args:
+      ds: a result Dataset.
+
+    Returns:
+      The Figure.
+
+    Example:
+      >>> optimizer_table(ds).savefig("table.png", dpi=200)  # doctest: +SKIP
+    """
+    df = analysis.compare_optimizers(ds)
+    headers, rows = reading.table_cells(df)
+    widths = np.array([max(len(r[i]) for r in [headers, *rows]) + 2 for i in range(len(headers))])
+    fig = Figure(
+        figsize=(0.075 * widths.sum() + 0.3, 0.55 + 0.25 * (len(rows) + 1)), layout="constrained"
+    )
+    ax = fig.add_subplot()
+    ax.axis("off")
+    table = ax.table(
+        cellText=rows, colLabels=headers, cellLoc="right", bbox=(0, 0, 1, 1),
+        colWidths=list(widths / widths.sum()),
+    )  # fmt: skip
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    for (r, c), cell in table.get_celld().items():
+        cell.set_edgecolor("0.8")
+        if r == 0:
+            cell.set_facecolor("#e8eef5")
+            cell.set_text_props(weight="bold")
+        if c == 0:
+            cell.set_text_props(ha="left")
+    ax.set_title(f"Optimizer chains: {reading.grid_note(ds)}", fontsize=10)
+    return fig
+
+
+_PROFILE_TITLES = {
+    "final_loss": "final training loss",
+    "test_loss": "test loss",
+    "test_error": "test error",
+    "stability": "stability (1 / max stable lr)",
+}
+
+
+def _profile_panel(ax: Axes, ds: xr.Dataset, metric: str) -> None:
+    """One metric's profile ρ_s(τ), one step line per chain, the score in the legend."""
+    rho = analysis.performance_profile(ds, metric)
+    score = analysis.profile_score(rho)
+    for i, chain in enumerate(reading.chains(ds)):
+        ax.step(
+            rho["tau"], rho.sel(optimizer=chain), where="post", lw=1.8,
+            color=style.OKABE_ITO[i % len(style.OKABE_ITO)],
+            label=f"{chain} ({float(score.sel(optimizer=chain)):.2f})",
+        )  # fmt: skip
+    ax.set_xscale("log")
+    style.tidy_log(ax, "x")
+    ax.set_ylim(-0.03, 1.03)
+    title = _PROFILE_TITLES.get(metric, metric)
+    ax.set_title(f"{title}: {rho.attrs['problems']} problems", fontsize=9)
+    ax.legend(fontsize=7, title="chain (score)", title_fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+
+
+def performance_profiles(
+    ds: xr.Dataset, metrics: Sequence[str] = ("final_loss", "stability")
+) -> Figure:
+    r"""Dolan-Moré performance profiles of the chains, one panel per metric.
+
+    :math:`\rho_s(\tau)`: the fraction of configurations on which chain s is within a factor τ
+    of the best chain (:func:`gradlab.analysis.performance_profile`); higher and further left is
+    better. The legend gives each chain's AlgoPerf-style score (normalised area).
+
+    Args:
+      ds: a result Dataset.
+      metrics: metrics of :func:`gradlab.analysis.performance_profile`, e.g. ``"final_loss"``,
+        ``"test_error"``, ``"stability"`` (largest stable learning rate).
+
+    Returns:
+      The Figure.
+
+    Example:
+      >>> performance_profiles(ds, ["final_loss", "stability"])  # doctest: +SKIP
+
+    References:
+      Dolan & Moré, Math. Program. 2002. Dahl et al., *Benchmarking Neural Network Training
+      Algorithms*, 2023.
+    """
+    fig, axes = style.panels(len(metrics), size=(4.2, 3.4), ncols=3, sharex=False)
+    for ax, metric in zip(axes, metrics, strict=True):
+        _profile_panel(ax, ds, metric)
+    style.label_panels(axes, style.label("tau"), r"fraction of problems $\rho(\tau)$", ncols=3)
+    style.suptitle(fig, "Performance profiles (Dolan-Moré)", "within a factor τ of the best chain")
+    return fig
