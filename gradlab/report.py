@@ -23,7 +23,6 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from gradlab import analysis, plots
-from gradlab.plots.reading import table_cells
 
 __all__ = ["as_dataset", "write_report"]
 
@@ -165,6 +164,7 @@ def _depth_figures(ds: xr.Dataset, swept: list[str]) -> Iterator[_Planned]:
             )
     if (
         "delta_rms_layer" in ds
+        and "layer_width" in ds.coords  # χ1 needs the widths (older run directories lack them)
         and ds.sizes["layer"] >= 3
         and "init_scale" in swept
         and _has_finite(ds["delta_rms_layer"].isel(step=0))
@@ -305,7 +305,7 @@ def _page(ds: xr.Dataset, df: pd.DataFrame, figures: list[tuple[str, str, str]],
     n_runs = int(ds["diverged"].size)
     n_div = int(ds["diverged"].sum())
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    headers, rows = table_cells(df)
+    headers, rows = analysis.table_cells(df)
     spec = ds.attrs.get("spec")
     spec_html = f"<pre>{html.escape(str(spec))}</pre>" if spec else "<p>No spec recorded.</p>"
     return f"""<!DOCTYPE html>

@@ -60,7 +60,13 @@ def make_dataset(
             "test_loss": (dims, np.where(at >= 0, np.nan, 0.4 + rng.random(shape))),
             "test_accuracy": (dims, np.where(at >= 0, np.nan, 0.9 + 0 * rng.random(shape))),
         },
-        coords={"optimizer": list(chains), **grid, "step": step, "layer": layer},
+        coords={
+            "optimizer": list(chains),
+            **grid,
+            "step": step,
+            "layer": layer,
+            "layer_width": ("layer", np.full(layers, 16)),
+        },
         attrs={"spec": "steps = 8\n", "gradlab_version": "0.1.0", "devices": 1},
     )
     for name in ("grad_norm_layer", "delta_rms_layer", "act_rms_layer"):

@@ -41,22 +41,19 @@ def test_empirical_chi1_per_run_depth_with_nan_padding():
         analysis.empirical_chi1(layered(d[2:, :2]))
 
 
-def test_fixed_point_chi1_skips_the_pairs_nearest_the_input():
+def test_empirical_chi1_skips_the_pairs_nearest_the_input():
     # 6 layers (5 hidden + output): pair ratios 16, 4, 1, 1 (interior), 100 (output)
     d = np.array([[16.0, 4.0, 2.0, 2.0, 2.0, 0.2]])
     ds = layered(d)
-    assert float(analysis.fixed_point_chi1(ds, skip=0).squeeze()) == pytest.approx(
-        float(analysis.empirical_chi1(ds).squeeze())
-    )
-    assert float(analysis.fixed_point_chi1(ds, skip=1).squeeze()) == pytest.approx(4 ** (1 / 3))
-    # one implementation: empirical_chi1 takes the same skip (pairs 2..4: 4, 1, 1)
+    # geometric mean over the interior pairs, minus the `skip` nearest the input
+    assert float(analysis.empirical_chi1(ds).squeeze()) == pytest.approx((16 * 4) ** (1 / 4))
     assert float(analysis.empirical_chi1(ds, skip=1).squeeze()) == pytest.approx(4 ** (1 / 3))
+    assert float(analysis.empirical_chi1(ds, skip=2).squeeze()) == pytest.approx(1.0)
     assert float(analysis.empirical_chi1(ds, skip=3).squeeze()) == pytest.approx(1.0)
-    assert float(analysis.fixed_point_chi1(ds, skip=2).squeeze()) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="no interior layer pair"):
-        analysis.fixed_point_chi1(ds, skip=4)
+        analysis.empirical_chi1(ds, skip=4)
     with pytest.raises(ValueError, match="skip"):
-        analysis.fixed_point_chi1(ds, skip=-1)
+        analysis.empirical_chi1(ds, skip=-1)
 
 
 def test_critical_init_scale_converts_variances():

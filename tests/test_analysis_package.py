@@ -15,11 +15,12 @@ from gradlab import analysis
 PACKAGE = Path(analysis.__file__).parent
 MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
 
-# Every public name of the single-module gradlab.analysis before it became a package.
+# Every public name of the single-module gradlab.analysis before it became a package
+# (less fixed_point_chi1, which was empirical_chi1 with skip=4: one implementation now).
 FORMER_NAMES = """
 TABLE_COLUMNS alive best_learning_rate chi1_profile claims_table compare_optimizers
 concat_sweeps critical_init_scale crossing divergence_rate edge_of_stability empirical_chi1
-fire_rate fixed_point_chi1 format_table grid_axes markdown_table max_stable_lr
+fire_rate format_table grid_axes markdown_table max_stable_lr
 performance_profile power_law_exponent predicted_lr_boundary profile_score relative_cost
 stable_lr_range survival time_to_explode trainable_depth typical_grad_norm wilson_interval
 LR SEED

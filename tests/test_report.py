@@ -51,7 +51,13 @@ def make_dataset(grid: dict[str, list], chains=("sgd", "clip_by_global_norm|sgd"
             "final_loss": (dims, np.where(at >= 0, np.nan, rng.random(shape))),
             "test_accuracy": (dims, np.where(at >= 0, np.nan, rng.random(shape))),
         },
-        coords={"optimizer": list(chains), **grid, "step": step, "layer": np.arange(layers)},
+        coords={
+            "optimizer": list(chains),
+            **grid,
+            "step": step,
+            "layer": np.arange(layers),
+            "layer_width": ("layer", np.full(layers, 16)),
+        },
         attrs={"spec": SPEC, "gradlab_version": "0.1.0", "jax_version": "0.0", "devices": 1,
                "wall_time_s": 12.5, "compile_time_s": 3.25},
     )  # fmt: skip

@@ -56,7 +56,6 @@ from gradlab.analysis.mean_field import (
     chi1_profile,
     critical_init_scale,
     empirical_chi1,
-    fixed_point_chi1,
     layer_widths,
     trainable_depth,
 )
@@ -97,7 +96,6 @@ __all__ = [
     "edge_of_stability",
     "empirical_chi1",
     "fire_rate",
-    "fixed_point_chi1",
     "format_table",
     "grid_axes",
     "layer_widths",

@@ -35,7 +35,6 @@ __all__ = [
     "chi1_profile",
     "critical_init_scale",
     "empirical_chi1",
-    "fixed_point_chi1",
     "layer_widths",
     "trainable_depth",
 ]
@@ -227,29 +226,6 @@ def empirical_chi1(
         logs = np.log(pairs).where((index <= depth - 2) & (index > skip))
         out = np.exp(logs.mean("layer"))
     return out.rename("chi1").assign_attrs(step=step, pairs=f"(l-1, l), l = {skip + 1}..L-2")
-
-
-def fixed_point_chi1(
-    ds: xr.Dataset, skip: int = 4, step: int = 0, widths: Widths = None
-) -> xr.DataArray:
-    """:func:`empirical_chi1` past the input transient: ``empirical_chi1(ds, step, skip, widths)``.
-
-    A thin variant kept for callers of its name; it differs from :func:`empirical_chi1` only in
-    its default ``skip=4``. New code calls ``empirical_chi1(ds, skip=...)``.
-
-    Args:
-      ds: a result Dataset with ``delta_rms_layer``.
-      skip: how many pairs nearest the input to leave out.
-      step: the logged step to read (default 0, the initialisation).
-      widths: each layer's width (:func:`layer_widths`); ``None`` reads ``layer_width``.
-
-    Returns:
-      As :func:`empirical_chi1`.
-
-    Example:
-      >>> fixed_point_chi1(ds, skip=5).median("seed")  # doctest: +SKIP
-    """
-    return empirical_chi1(ds, step=step, skip=skip, widths=widths)
 
 
 def critical_init_scale(

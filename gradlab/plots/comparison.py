@@ -109,7 +109,7 @@ def optimizer_table(ds: xr.Dataset) -> Figure:
       >>> optimizer_table(ds).savefig("table.png", dpi=200)  # doctest: +SKIP
     """
     df = analysis.compare_optimizers(ds)
-    headers, rows = reading.table_cells(df)
+    headers, rows = analysis.table_cells(df)
     widths = np.array([max(len(r[i]) for r in [headers, *rows]) + 2 for i in range(len(headers))])
     fig = Figure(
         figsize=(0.075 * widths.sum() + 0.3, 0.55 + 0.25 * (len(rows) + 1)), layout="constrained"

@@ -56,10 +56,10 @@ def cell_values(
         if "optimizer" not in metric.dims:  # the same for every chain
             metric = metric.expand_dims(optimizer=ds["optimizer"].values)
         pool = [d for d in metric.dims if d not in ("optimizer", *keep)]
-        with reading.quiet_nan_warnings():
+        with analysis.quiet_nan_warnings():
             return metric.median(pool), str(metric.name or "value")
     pool = [d for d in analysis.grid_axes(ds) if d not in keep]
-    with reading.quiet_nan_warnings():
+    with analysis.quiet_nan_warnings():
         if metric == "divergence_rate":
             return ds["diverged"].astype(float).mean(pool), metric
         if metric in ("time_to_explode", "diverged_at"):

@@ -63,7 +63,7 @@ def _draw_band(
     counting as ``worst``; quartiles that are not finite (or not positive on a log axis) are
     not drawn."""
     vals = np.where(ok, vals, worst)
-    with reading.quiet_nan_warnings():
+    with analysis.quiet_nan_warnings():
         q = np.nanquantile(vals, [0.25, 0.5, 0.75], axis=0)
     q[~np.isfinite(q)] = np.nan
     if log:
@@ -265,7 +265,7 @@ def _sharpness_lines(
 ) -> None:
     """The median measured sharpness (solid, dots) and its median bound (dashed) of one hue."""
     steps = pick["step"]
-    with reading.quiet_nan_warnings():
+    with analysis.quiet_nan_warnings():
         s = sharp.sel(pick).median(pool)
         ax.plot(steps, s, "o-", ms=3, color=color, label=label)
         if bound is not None:

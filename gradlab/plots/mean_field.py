@@ -76,7 +76,7 @@ def chi1_vs_theory(
     chi = analysis.empirical_chi1(ds, step=step)
     pool = [d for d in chi.dims if d != x]
     xs = ds[x].values
-    with reading.quiet_nan_warnings():
+    with analysis.quiet_nan_warnings():
         q = np.nanquantile(reading.runs_matrix(chi, pool, x), [0.25, 0.5, 0.75], axis=0)
     fig = Figure(figsize=(6.4, 4.2), layout="constrained")
     ax = fig.add_subplot()
@@ -136,7 +136,7 @@ def _cells(
     skip: int,
 ) -> _Cells:
     """The median of ``metric`` per chain over the (σ_w², y) grid: ``"chi1"`` is the median of
-    :func:`gradlab.analysis.fixed_point_chi1`, anything else as
+    :func:`gradlab.analysis.empirical_chi1` with ``skip``, anything else as
     :func:`~gradlab.plots.phase_diagram` colours it."""
     x = "init_scale"
     ds = reading.select(ds, sel)
@@ -145,9 +145,9 @@ def _cells(
     ds = reading.sort_axes(ds, x, y)
     keep = [x, y]
     if isinstance(metric, str) and metric == "chi1":
-        chi = analysis.fixed_point_chi1(ds, skip=skip, step=step)
+        chi = analysis.empirical_chi1(ds, step=step, skip=skip)
         pool = [d for d in chi.dims if d not in ("optimizer", *keep)]
-        with reading.quiet_nan_warnings():
+        with analysis.quiet_nan_warnings():
             values, name = chi.median(pool), "chi1"
     else:
         values, name = heatmaps.cell_values(ds, metric, keep)
@@ -247,7 +247,7 @@ def order_chaos_diagram(
     r"""The order-to-chaos phase diagram: a metric over (σ_w², σ_b²), one panel per chain.
 
     Colours the measured χ1 (``metric="chi1"``, the median of
-    :func:`gradlab.analysis.fixed_point_chi1` at ``step``, which is
+    :func:`gradlab.analysis.empirical_chi1` with ``skip`` at ``step``, which is
     :func:`gradlab.analysis.empirical_chi1` for ``skip=0``; blue = ordered, gradients vanish;
     red = chaotic, gradients explode), or any metric :func:`~gradlab.plots.phase_diagram`
     colours. On top: the theoretical critical line σ²_w,c(σ_b²) where χ1 = σ_w² E[φ'(√q* z)²] = 1
@@ -262,7 +262,7 @@ def order_chaos_diagram(
       sel: grid values to fix first.
       step: the logged step for ``metric="chi1"``.
       skip: for ``metric="chi1"``, leave out the ``skip`` layer pairs nearest the input, whose
-        lengths have not reached q* yet (:func:`gradlab.analysis.fixed_point_chi1`).
+        lengths have not reached q* yet (:func:`gradlab.analysis.empirical_chi1` with ``skip``).
       annotate: write each cell's value; default when there are at most 100 cells.
 
     Returns:
@@ -396,7 +396,7 @@ def mean_field_diagram(
       depth_multiple: the multiple of ξ_c drawn when ``y`` is not ``bias_std``.
       step: the logged step for ``metric="chi1"``.
       skip: for ``metric="chi1"``, leave out the ``skip`` layer pairs nearest the input, whose
-        lengths have not reached q* yet (:func:`gradlab.analysis.fixed_point_chi1`).
+        lengths have not reached q* yet (:func:`gradlab.analysis.empirical_chi1` with ``skip``).
       annotate: write each cell's value; default when there are at most 100 cells.
 
     Returns:

@@ -3,20 +3,16 @@
 Every figure fixes the grid values given by ``sel`` (:func:`select`), checks the axes it was
 asked to draw (:func:`check_axis`), sorts numeric axes so lines and cells run left to right
 (:func:`sort_axes`), pools every grid axis it does not show (seeds always) and says so in its
-subtitle (:func:`pool_note`). The numbers themselves come from :mod:`gradlab.analysis`;
-:func:`quiet_nan_warnings` and :func:`table_cells` are this package's only links to its
-internals.
+subtitle (:func:`pool_note`). The numbers themselves come from :mod:`gradlab.analysis`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 
 from gradlab import analysis
@@ -28,27 +24,10 @@ __all__ = [
     "default_hue",
     "grid_note",
     "pool_note",
-    "quiet_nan_warnings",
     "runs_matrix",
     "select",
     "sort_axes",
-    "table_cells",
 ]
-
-
-def quiet_nan_warnings() -> contextlib.AbstractContextManager[None]:
-    """Silence numpy's warnings for reductions over all-NaN slices.
-
-    A cell or step at which every pooled run has diverged has no median: NaN is the honest
-    answer (drawn hatched, or not drawn), not a warning. :mod:`gradlab.analysis` owns the rule.
-    """
-    return analysis._quiet()
-
-
-def table_cells(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
-    """Headers and formatted cells (index first) of a comparison table, exactly as
-    :func:`gradlab.analysis.format_table` prints them (which owns the formatting)."""
-    return analysis._cells(df)
 
 
 def select(ds: xr.Dataset, sel: Mapping[str, Any] | None) -> xr.Dataset:
