@@ -4,8 +4,8 @@ Workload: ``common.article_spec`` (MLP 784-10-10-10 ReLU, MNIST subset, batch 32
 125 steps of Adam, default metrics) at R = 64, 256, 1024, ... (x4 each time) up to
 ``--max-runs`` (default 16,384; up to 100,000 when asked for), or at the sizes ``--sizes``
 lists. Chunking is gradlab's own by default (``chunk_size=None``: as many runs as its memory
-budget allows, at most ``engine.platform.MAX_CHUNK`` = 512 per CPU device), which bounds the compiled
-program's working set; ``--chunk-size`` takes one or more explicit chunk sizes instead, and
+budget allows, at most ``engine.platform.MAX_CHUNK`` = 512 per CPU device), which bounds the
+compiled program's working set; ``--chunk-size`` takes one or more explicit chunk sizes instead, and
 every size is then measured with each (a chunk-size sweep: ``--sizes 4096 --chunk-size 256 512
 1024 2048 4096``).
 
