@@ -17,7 +17,8 @@ from importlib import metadata as _metadata
 from gradlab import curvature, data, engine, metrics, models, optim, schema, store, theory
 from gradlab.engine import make_plan, run
 from gradlab.errors import ConfigError
-from gradlab.spec import DataSpec, ModelSpec, SweepSpec, default_spec, from_toml, read_toml, to_toml
+from gradlab.spec import DataSpec, ModelSpec, SweepSpec
+from gradlab.spec_toml import default_spec, from_toml, read_toml, to_toml
 from gradlab.store import load
 
 _LAZY = ("analysis", "plots", "report")  # matplotlib/pandas: imported on first use

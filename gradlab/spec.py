@@ -19,7 +19,6 @@ import functools
 import hashlib
 import math
 import numbers
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -27,7 +26,7 @@ import numpy as np
 
 from gradlab.activations import ACTIVATIONS
 from gradlab.data import DATASETS
-from gradlab.errors import ConfigError
+from gradlab.errors import ConfigError, fail
 from gradlab.inits import INITS
 from gradlab.losses import LOSSES
 from gradlab.schema import METRIC_SETS
@@ -38,11 +37,7 @@ __all__ = [
     "DataSpec",
     "ModelSpec",
     "SweepSpec",
-    "default_spec",
     "expand_axis",
-    "from_toml",
-    "read_toml",
-    "to_toml",
 ]
 
 
@@ -52,10 +47,6 @@ BATCH_ORDERS = ("shared", "per_seed")
 
 # Traced axes that the model or the engine read (the optimizer stages declare their own).
 MODEL_AXES = ("seed", "init_scale", "bias_std")
-
-
-def _fail(field: str, message: str) -> ConfigError:
-    return ConfigError(f"{field}: {message}")
 
 
 def _is_int(value: Any) -> bool:
@@ -70,7 +61,7 @@ def _check_positive_int(field: str, value: Any, *, allow_none: bool = False) -> 
     if value is None and allow_none:
         return
     if not _is_int(value) or value <= 0:
-        raise _fail(field, f"must be a positive integer, got {value!r}")
+        raise fail(field, f"must be a positive integer, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,20 +87,20 @@ class ModelSpec:
     def __post_init__(self) -> None:
         hidden = self.hidden
         if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
-            raise _fail("model.hidden", f"must be a list of positive integers, got {hidden!r}")
+            raise fail("model.hidden", f"must be a list of positive integers, got {hidden!r}")
         for i, width in enumerate(hidden):
             if not _is_int(width) or width <= 0:
-                raise _fail(f"model.hidden[{i}]", f"must be a positive integer, got {width!r}")
+                raise fail(f"model.hidden[{i}]", f"must be a positive integer, got {width!r}")
         object.__setattr__(self, "hidden", tuple(int(w) for w in hidden))
         if self.activation not in ACTIVATIONS:
-            raise _fail(
+            raise fail(
                 "model.activation",
                 f"unknown activation {self.activation!r}; valid: {', '.join(ACTIVATIONS)}",
             )
         if self.init not in INITS:
-            raise _fail("model.init", f"unknown init {self.init!r}; valid: {', '.join(INITS)}")
+            raise fail("model.init", f"unknown init {self.init!r}; valid: {', '.join(INITS)}")
         if not isinstance(self.use_bias, bool):
-            raise _fail("model.use_bias", f"must be true or false, got {self.use_bias!r}")
+            raise fail("model.use_bias", f"must be true or false, got {self.use_bias!r}")
         _check_positive_int("model.num_outputs", self.num_outputs, allow_none=True)
 
 
@@ -135,17 +126,17 @@ class DataSpec:
 
     def __post_init__(self) -> None:
         if self.name not in DATASETS:
-            raise _fail(
+            raise fail(
                 "data.name", f"unknown data set {self.name!r}; valid: {', '.join(DATASETS)}"
             )
         _check_positive_int("data.n_train", self.n_train, allow_none=True)
         _check_positive_int("data.n_test", self.n_test, allow_none=True)
         if not _is_int(self.seed) or self.seed < 0:
-            raise _fail("data.seed", f"must be a non-negative integer, got {self.seed!r}")
+            raise fail("data.seed", f"must be a non-negative integer, got {self.seed!r}")
         if self.data_dir is not None and not isinstance(self.data_dir, str):
-            raise _fail("data.data_dir", f"must be a path string, got {self.data_dir!r}")
+            raise fail("data.data_dir", f"must be a path string, got {self.data_dir!r}")
         if not isinstance(self.options, Mapping):
-            raise _fail("data.options", f"must be a table of loader options, got {self.options!r}")
+            raise fail("data.options", f"must be a table of loader options, got {self.options!r}")
         object.__setattr__(self, "options", dict(self.options))
 
 
@@ -208,16 +199,16 @@ class SweepSpec:
 
         self._check_model_and_data()
         if self.loss not in LOSSES:
-            raise _fail("loss", f"unknown loss {self.loss!r}; valid: {', '.join(LOSSES)}")
+            raise fail("loss", f"unknown loss {self.loss!r}; valid: {', '.join(LOSSES)}")
         optimizers = self.optimizers
         if isinstance(optimizers, str) or callable(optimizers):
             optimizers = (optimizers,)
         if not isinstance(optimizers, Sequence) or not optimizers:
-            raise _fail("optimizers", "must be a non-empty list of optimizer chains")
+            raise fail("optimizers", "must be a non-empty list of optimizer chains")
         optimizers = tuple(optimizers)
         names = [optim.chain_name(c) for c in optimizers]
         if len(set(names)) != len(names):
-            raise _fail("optimizers", f"duplicate chains in {names}")
+            raise fail("optimizers", f"duplicate chains in {names}")
         object.__setattr__(self, "optimizers", optimizers)
         reads: set[str] = set(MODEL_AXES)
         open_ended = False
@@ -226,11 +217,11 @@ class SweepSpec:
                 open_ended = True
                 continue
             if not isinstance(chain, str):
-                raise _fail(f"optimizers[{i}]", f"must be a chain string or callable: {chain!r}")
+                raise fail(f"optimizers[{i}]", f"must be a chain string or callable: {chain!r}")
             try:
                 reads.update(optim.chain_hparams(chain))
             except ValueError as err:
-                raise _fail(f"optimizers[{i}]", str(err)) from None
+                raise fail(f"optimizers[{i}]", str(err)) from None
         self._check_grid(reads, open_ended)
         self._check_training()
 
@@ -240,22 +231,22 @@ class SweepSpec:
             import flax.linen as nn  # only to recognise a user's module; nothing is built
 
             if not isinstance(self.model, nn.Module):
-                raise _fail("model", f"must be a ModelSpec or a flax.linen.Module: {self.model!r}")
+                raise fail("model", f"must be a ModelSpec or a flax.linen.Module: {self.model!r}")
         if not isinstance(self.data, DataSpec):
             fields = ("x_train", "y_train", "x_test", "y_test", "num_classes")
             if not all(hasattr(self.data, f) for f in fields):
-                raise _fail("data", f"must be a DataSpec or a gradlab.data.Dataset: {self.data!r}")
+                raise fail("data", f"must be a DataSpec or a gradlab.data.Dataset: {self.data!r}")
 
     def _check_grid(self, reads: set[str], open_ended: bool) -> None:
         if not isinstance(self.grid, Mapping):
-            raise _fail("grid", f"must be a table of axis -> values, got {self.grid!r}")
+            raise fail("grid", f"must be a table of axis -> values, got {self.grid!r}")
         grid: dict[str, tuple[Any, ...]] = {}
         for name, values in self.grid.items():
             field = f"grid.{name}"
             if not isinstance(name, str) or name in ("optimizer", "step", "layer", "run"):
-                raise _fail(field, "is a reserved dimension name")
+                raise fail(field, "is a reserved dimension name")
             if name not in STATIC_AXES and name not in reads and not open_ended:
-                raise _fail(
+                raise fail(
                     field,
                     "no optimizer stage or model part reads this axis; read here: "
                     + ", ".join(sorted(reads | set(STATIC_AXES))),
@@ -266,7 +257,7 @@ class SweepSpec:
 
     def _check_training(self) -> None:
         if (self.steps is None) == (self.epochs is None):
-            raise _fail("steps", "give exactly one of steps= or epochs=")
+            raise fail("steps", "give exactly one of steps= or epochs=")
         _check_positive_int("steps", self.steps, allow_none=True)
         _check_positive_int("epochs", self.epochs, allow_none=True)
         _check_positive_int("batch_size", self.batch_size, allow_none=True)
@@ -276,31 +267,31 @@ class SweepSpec:
         metrics = tuple(metrics)
         for m in metrics:
             if m not in METRIC_SETS:
-                raise _fail("metrics", f"unknown metric set {m!r}; valid: {', '.join(METRIC_SETS)}")
+                raise fail("metrics", f"unknown metric set {m!r}; valid: {', '.join(METRIC_SETS)}")
         if not metrics:
-            raise _fail("metrics", "must name at least one metric set (e.g. 'default' or 'none')")
+            raise fail("metrics", "must name at least one metric set (e.g. 'default' or 'none')")
         object.__setattr__(self, "metrics", metrics)
         _check_positive_int("log_every", self.log_every)
         _check_positive_int("sharpness_every", self.sharpness_every)
         _check_positive_int("sharpness_iters", self.sharpness_iters)
         factor = self.divergence_factor
         if not _is_real(factor) or not math.isfinite(factor) or factor <= 1:
-            raise _fail("divergence_factor", f"must be a finite number > 1, got {factor!r}")
+            raise fail("divergence_factor", f"must be a finite number > 1, got {factor!r}")
         if self.schedule not in SCHEDULES:
-            raise _fail(
+            raise fail(
                 "schedule", f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}"
             )
         if not _is_int(self.warmup_steps) or self.warmup_steps < 0:
-            raise _fail("warmup_steps", f"must be a non-negative integer: {self.warmup_steps!r}")
+            raise fail("warmup_steps", f"must be a non-negative integer: {self.warmup_steps!r}")
         if self.schedule.startswith("warmup") and self.warmup_steps == 0:
-            raise _fail("warmup_steps", f"schedule {self.schedule!r} needs warmup_steps > 0")
+            raise fail("warmup_steps", f"schedule {self.schedule!r} needs warmup_steps > 0")
         if self.batch_order not in BATCH_ORDERS:
-            raise _fail(
+            raise fail(
                 "batch_order",
                 f"unknown batch order {self.batch_order!r}; valid: {', '.join(BATCH_ORDERS)}",
             )
         if not _is_int(self.data_seed) or self.data_seed < 0:
-            raise _fail("data_seed", f"must be a non-negative integer, got {self.data_seed!r}")
+            raise fail("data_seed", f"must be a non-negative integer, got {self.data_seed!r}")
 
     # -- derived views ------------------------------------------------------------------------
     @property
@@ -350,7 +341,9 @@ class SweepSpec:
 
     @functools.cached_property
     def toml(self) -> str:
-        """The spec as TOML text (:func:`to_toml`), serialised once per spec."""
+        """The spec as TOML text (:func:`gradlab.spec_toml.to_toml`), serialised once per spec."""
+        from gradlab.spec_toml import to_toml
+
         return to_toml(self)
 
     def fingerprint(self) -> str:
@@ -366,7 +359,7 @@ def expand_axis(field: str, values: Any) -> tuple[Any, ...]:
     """
     if isinstance(values, Mapping):
         if len(values) != 1 or next(iter(values)) not in ("logspace", "linspace"):
-            raise _fail(field, f"a table must be {{logspace = [a, b, n]}} or linspace: {values!r}")
+            raise fail(field, f"a table must be {{logspace = [a, b, n]}} or linspace: {values!r}")
         kind, args = next(iter(values.items()))
         if (
             not isinstance(args, Sequence)
@@ -375,9 +368,9 @@ def expand_axis(field: str, values: Any) -> tuple[Any, ...]:
             or not _is_int(args[2])
             or args[2] < 1
         ):
-            raise _fail(field, f"{kind} takes [start, stop, count], got {args!r}")
+            raise fail(field, f"{kind} takes [start, stop, count], got {args!r}")
         if args[1] < args[0]:
-            raise _fail(field, f"{kind} range is reversed: {args[0]} > {args[1]}")
+            raise fail(field, f"{kind} range is reversed: {args[0]} > {args[1]}")
         fn = np.logspace if kind == "logspace" else np.linspace
         return tuple(float(v) for v in fn(args[0], args[1], int(args[2])))
     if isinstance(values, np.ndarray):
@@ -386,9 +379,9 @@ def expand_axis(field: str, values: Any) -> tuple[Any, ...]:
         values = [values]
     values = tuple(v.item() if isinstance(v, np.generic) else v for v in values)
     if not values:
-        raise _fail(field, "must have at least one value")
+        raise fail(field, "must have at least one value")
     if len(set(values)) != len(values):
-        raise _fail(field, f"has repeated values: {list(values)}")
+        raise fail(field, f"has repeated values: {list(values)}")
     return values
 
 
@@ -396,150 +389,28 @@ def _check_axis_values(field: str, name: str, values: tuple[Any, ...]) -> None:
     if name == "activation":
         for v in values:
             if v not in ACTIVATIONS:
-                raise _fail(field, f"unknown activation {v!r}; valid: {', '.join(ACTIVATIONS)}")
+                raise fail(field, f"unknown activation {v!r}; valid: {', '.join(ACTIVATIONS)}")
         return
     if name == "init":
         for v in values:
             if v not in INITS:
-                raise _fail(field, f"unknown init {v!r}; valid: {', '.join(INITS)}")
+                raise fail(field, f"unknown init {v!r}; valid: {', '.join(INITS)}")
         return
     if name in ("batch_size", "seed"):
         for v in values:
             if not _is_int(v) or v < (1 if name == "batch_size" else 0):
                 kind = "positive" if name == "batch_size" else "non-negative"
-                raise _fail(field, f"values must be {kind} integers, got {v!r}")
+                raise fail(field, f"values must be {kind} integers, got {v!r}")
         return
     from gradlab import optim
 
     lower, upper, closed = optim.HPARAM_RANGES.get(name, (-math.inf, math.inf, True))
     for v in values:
         if not _is_real(v) or not math.isfinite(v):
-            raise _fail(field, f"values must be finite numbers, got {v!r}")
+            raise fail(field, f"values must be finite numbers, got {v!r}")
         below = v < lower if closed else v <= lower
         if below or v > upper:
             bound = f"{'>=' if closed else '>'} {lower}" + (
                 f" and <= {upper}" if math.isfinite(upper) else ""
             )
-            raise _fail(field, f"values must be {bound}, got {v!r}")
-
-
-# -- TOML ---------------------------------------------------------------------------------------
-_TOP_KEYS = {f.name for f in dataclasses.fields(SweepSpec)}
-_MODEL_KEYS = {f.name for f in dataclasses.fields(ModelSpec)}
-_DATA_KEYS = {f.name for f in dataclasses.fields(DataSpec)} - {"options"}
-
-
-def from_toml(text: str) -> SweepSpec:
-    """Parse a sweep from TOML text (keys as in the README); raises :class:`ConfigError`."""
-    try:
-        table = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"toml: malformed TOML: {err}") from None
-    return _from_table(table)
-
-
-def read_toml(path: str) -> SweepSpec:
-    """Read a sweep from a TOML file; raises :class:`ConfigError` naming the field."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as err:
-        raise ConfigError(f"config: cannot read {path}: {err.strerror}") from None
-    try:
-        text = raw.decode()
-    except UnicodeDecodeError:
-        raise ConfigError(f"config: {path} is not UTF-8 text") from None
-    return from_toml(text)
-
-
-def _from_table(table: dict[str, Any]) -> SweepSpec:
-    unknown = set(table) - _TOP_KEYS
-    if unknown:
-        raise _fail(
-            sorted(unknown)[0], f"unknown key; valid top-level keys: {', '.join(sorted(_TOP_KEYS))}"
-        )
-    kwargs = dict(table)
-    model = kwargs.pop("model", {})
-    if not isinstance(model, dict):
-        raise _fail("model", "must be a table")
-    bad = set(model) - _MODEL_KEYS
-    if bad:
-        raise _fail(f"model.{sorted(bad)[0]}", f"unknown key; valid: {', '.join(_MODEL_KEYS)}")
-    data = kwargs.pop("data", {})
-    if not isinstance(data, dict):
-        raise _fail("data", "must be a table")
-    data = dict(data)
-    options = data.pop("options", {})
-    options = {**{k: data.pop(k) for k in list(data) if k not in _DATA_KEYS}, **options}
-    for key, kind in (("optimizers", list), ("metrics", list), ("grid", dict)):
-        if key in kwargs and not isinstance(kwargs[key], kind):
-            raise _fail(key, f"must be a {'list' if kind is list else 'table'}")
-    for key in ("optimizers", "metrics"):
-        if key in kwargs:
-            kwargs[key] = tuple(kwargs[key])
-    if "hidden" in model and isinstance(model["hidden"], list):
-        model["hidden"] = tuple(model["hidden"])
-    return SweepSpec(model=ModelSpec(**model), data=DataSpec(**data, options=options), **kwargs)
-
-
-def _toml_value(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return [_toml_value(v) for v in value]
-    if isinstance(value, Mapping):
-        return {k: _toml_value(v) for k, v in value.items()}
-    return value
-
-
-def to_toml(spec: SweepSpec) -> str:
-    """The spec as TOML text (``from_toml(to_toml(s)) == s`` for string chains and a ModelSpec).
-
-    A user's Flax module, callable chain or in-memory arrays cannot be written as TOML; they are
-    recorded by their ``repr`` (or a content hash for arrays) in comments, so the text still
-    identifies the sweep.
-    """
-    import tomli_w
-
-    from gradlab import optim
-
-    table: dict[str, Any] = {}
-    notes: list[str] = []
-    for f in dataclasses.fields(SweepSpec):
-        value = getattr(spec, f.name)
-        if f.name == "model":
-            if isinstance(value, ModelSpec):
-                model = dataclasses.asdict(value)
-                table["model"] = {k: v for k, v in model.items() if v is not None}
-            else:
-                notes.append(f"model = {value!r}")
-        elif f.name == "data":
-            if isinstance(value, DataSpec):
-                data = {k: v for k, v in dataclasses.asdict(value).items() if v is not None}
-                if not data["options"]:
-                    del data["options"]
-                table["data"] = data
-            else:
-                digest = hashlib.sha256()
-                for arr in value[:4]:
-                    digest.update(np.ascontiguousarray(arr).tobytes())
-                notes.append(f"data = arrays, sha256 {digest.hexdigest()[:16]}")
-        elif f.name == "optimizers":
-            table["optimizers"] = [optim.chain_name(c) for c in value]
-            notes += [f"optimizer {optim.chain_name(c)} = {c!r}" for c in value if callable(c)]
-        elif value is not None:
-            table[f.name] = _toml_value(value)
-    text = tomli_w.dumps(table)
-    if notes:
-        text = "".join(f"# {n}\n" for n in notes) + text
-    return text
-
-
-def default_spec() -> SweepSpec:
-    """The embedded default experiment of ``gradlab run`` (``gradlab/default.toml``).
-
-    The article's MLP 784-10-10-10 (ReLU, softmax cross-entropy) on MNIST, batch 32, as Keras
-    builds it (Glorot-uniform kernels, zero biases), with five optimizer chains over log-spaced
-    learning rates x init scales x seeds.
-    """
-    from importlib.resources import files
-
-    return from_toml(files("gradlab").joinpath("default.toml").read_text())
+            raise fail(field, f"values must be {bound}, got {v!r}")
