@@ -18,6 +18,7 @@ import numpy as np
 
 __all__ = ["keras_article_mlp"]
 
+
 def keras_article_mlp(
     data: Any,
     *,

@@ -8,6 +8,10 @@ batched). This module knows nothing of sweeps.
 
 Costs are counted in Hessian-vector products (HVPs); one HVP costs about as much as two
 gradient evaluations.
+
+The file is longer than most in gradlab because its docstrings carry the numerical analysis
+(Lanczos in floating point, the breakdown and ghost handling, the estimators' variance): about
+two thirds of it is docstring, and its code is one idea, matrix-free curvature.
 """
 
 from __future__ import annotations
@@ -117,13 +121,10 @@ def _lanczos_top(
     converged Ritz values: every Ritz value stays within ``O(k ε ‖H‖)`` of ``[λ_min, λ_max]``,
     and the top one still converges to ``λ_max`` from below. That is all sharpness needs, and
     it is much cheaper: with thousands of runs vmapped, reorthogonalising against the ``k × n``
-    basis reads it twice per step, which cost more than the HVPs themselves (a 20-step
-    measurement of the article MLP at 256 runs: 2.3 ms per run with complete
-    reorthogonalisation, about 1.5 ms without; the 20 HVPs alone take 0.65 ms). Measured against 40
-    completely reorthogonalised steps over a warm-started article sweep, 10 and 20 steps are
-    as accurate without reorthogonalisation as with it (median relative error 2e-7 at 20
-    steps, the same share within 1 %), and on small MLPs with dense Hessians the top
-    eigenvalue agrees with ``eigvalsh`` to 1e-6.
+    basis reads it twice per step, which costs more than the HVPs themselves
+    (benchmarks/README.md, item 6, has the timings and the accuracy against 40 completely
+    reorthogonalised steps). On small MLPs with dense Hessians the top eigenvalue agrees with
+    ``eigvalsh`` to 1e-6.
 
     When ``k = n`` (small problems, where ``n`` steps are meant to be exact) the basis is kept
     orthogonal instead: ``w_j`` goes through one classical Gram-Schmidt pass against

@@ -72,11 +72,11 @@ def tree_all_finite(tree: Any) -> jax.Array:
     """Whether every element of every leaf is finite: ``isfinite(Σ 0·x)``.
 
     0·x is NaN exactly for x = ±inf or NaN, a sum propagates NaN, and a sum of zeros cannot
-    overflow (a sum of squares can). One reduction, and the cheapest one: 0.32 ms for the
-    article MLP's first kernel at 256 runs against 0.34-0.50 ms for max |x| (which besides can
-    skip NaN on CPU, see :func:`tree_max_abs`). ``all(isfinite(x))``, a boolean reduction that
-    XLA on CPU does not vectorise, cost 2.5x as much per training step. Where Σ x² and max |x|
-    are computed anyway, ``isfinite(tree_max_abs(x, sums_of_squares))`` needs no reduction more.
+    overflow (a sum of squares can). One float reduction, cheaper than max |x| (which besides
+    can skip NaN on CPU, see :func:`tree_max_abs`) and than ``all(isfinite(x))``, a boolean
+    reduction that XLA on CPU does not vectorise (benchmarks/README.md, item 2). Where Σ x² and
+    max |x| are computed anyway, ``isfinite(tree_max_abs(x, sums_of_squares))`` needs no
+    reduction more (item 10).
     """
     return jnp.isfinite(sum(jnp.sum(x * 0) for x in jax.tree.leaves(tree)))
 

@@ -126,9 +126,7 @@ class DataSpec:
 
     def __post_init__(self) -> None:
         if self.name not in DATASETS:
-            raise fail(
-                "data.name", f"unknown data set {self.name!r}; valid: {', '.join(DATASETS)}"
-            )
+            raise fail("data.name", f"unknown data set {self.name!r}; valid: {', '.join(DATASETS)}")
         _check_positive_int("data.n_train", self.n_train, allow_none=True)
         _check_positive_int("data.n_test", self.n_test, allow_none=True)
         if not _is_int(self.seed) or self.seed < 0:

@@ -7,6 +7,9 @@ integrals (Poole et al. 2016, Schoenholz et al. 2017): the length map ``q``, the
 These are the predictions gradlab's measured signals (``act_rms_layer``, ``delta_rms_layer``)
 are compared with.
 
+The file is longer than most in gradlab because every public function's docstring carries its
+integral, its references and a worked example (half the file); the code is one idea.
+
 Conventions:
 
 * Arguments are variances: ``sigma_w2 = σ_w²`` and ``sigma_b2 = σ_b²``.

@@ -89,7 +89,7 @@ def load(
         last few are kept), with its arrays read-only. The key includes the data directory
         the call resolves to and, for ``"mnist"``, the path, size and modification time of
         each IDX file found there, so a download or a replaced file is read anew. ``gl.run``
-        loads with it: generating MNIST-1D takes about 0.2 s, reading the MNIST subset 35 ms.
+        loads with it (benchmarks/README.md, item 12).
       **options: options of the named dataset (see above).
 
     Returns:

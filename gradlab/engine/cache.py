@@ -94,7 +94,7 @@ def clear() -> None:
 
 def variable_shapes(module: Any, batch_shape: tuple[int, int]) -> Any:
     """The shapes of ``module.init`` on a [batch, features] input, traced once per module and
-    shape (tracing Flax's init takes ~30 ms; benchmarks item 12)."""
+    shape: every ``gl.run`` needs them, even one whose program is cached (benchmarks item 12)."""
     return _cached_variable_shapes(cache_key(module), batch_shape)
 
 

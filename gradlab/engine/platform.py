@@ -63,7 +63,7 @@ def for_reductions(grads: Any) -> Any:
     """The gradient as the per-run reductions (norms, max, finiteness) should read it.
 
     On CPU through an optimization barrier: without it XLA moves the [runs·out, in] -> [runs,
-    out, in] reshape of a vmapped kernel gradient into the reductions, which then run 3x slower
+    out, in] reshape of a vmapped kernel gradient into the reductions, which then run slower
     (item 5). Elsewhere the reductions stay free to fuse with the optimizer's reads.
     """
     return jax.lax.platform_dependent(grads, cpu=jax.lax.optimization_barrier, default=lambda g: g)
