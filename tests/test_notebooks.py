@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from gradlab import analysis
+
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
@@ -125,3 +127,8 @@ def test_notebook_executes_in_fast_mode(path, tmp_path, monkeypatch):
     for marker in EXPECTED[path.name]["text"]:
         assert marker in text, f"{path.name}: no output contains {marker!r}"
     assert figures >= EXPECTED[path.name]["figures"]
+    # Its claims, against the fast run's looser bands (which still fail when the science breaks).
+    claims = analysis.load_claims(tmp_path / "claims" / f"{path.stem}.json")
+    assert claims.fast and claims.claims
+    broken = [c for c in claims.claims if not c.holds(fast=True)]
+    assert not broken, [(c.name, c.measured, c.relation, c.expected) for c in broken]

@@ -21,7 +21,7 @@ trains, compiles or writes. The questions gradlab answers map onto its modules:
   :func:`edge_of_stability`, :func:`predicted_lr_boundary` (2/λ), :func:`bounded_sharpness`;
 - :mod:`~gradlab.analysis.fits` (:func:`crossing`, :func:`power_law_exponent`),
   :mod:`~gradlab.analysis.sweeps` (:func:`concat_sweeps`), :mod:`~gradlab.analysis.claims`
-  (:func:`claims_table`), :mod:`~gradlab.analysis.tables` (:func:`format_table`,
+  (:class:`ClaimSet`, :func:`claims_table`), :mod:`~gradlab.analysis.tables` (:func:`format_table`,
   :func:`markdown_table`, :func:`table_cells`);
 - :mod:`~gradlab.analysis.selection` — the conventions they all share: :func:`grid_axes`,
   :func:`alive`, :func:`pool_axes`, :func:`quiet_nan_warnings`.
@@ -36,7 +36,8 @@ something other than one Dataset, by design:
   :func:`gradlab.theory.critical_sigma_w2`), so that analysis does not pick an activation's
   theory for the caller;
 - :func:`crossing` and :func:`power_law_exponent` read a DataArray (any measured curve);
-- :func:`concat_sweeps` reads several Datasets; :func:`claims_table` reads rows of numbers;
+- :func:`concat_sweeps` reads several Datasets; :func:`claims_table` and :class:`ClaimSet`
+  read numbers (and :meth:`ClaimSet.save` / :func:`load_claims` write and read a file);
   :func:`wilson_interval` reads counts; :func:`profile_score` reads a profile;
   :func:`performance_profile` accepts a DataArray of costs instead of a metric name;
 - :func:`format_table`, :func:`markdown_table`, :func:`table_cells` read a DataFrame.
@@ -47,7 +48,7 @@ function reduces (pools) over; ``"seed"`` may be named even when the sweep has n
 sweep without seeds has one run per configuration).
 """
 
-from gradlab.analysis.claims import claims_table
+from gradlab.analysis.claims import Claim, ClaimSet, claims_markdown, claims_table, load_claims
 from gradlab.analysis.clipping import fire_rate, typical_grad_norm
 from gradlab.analysis.comparison import best_learning_rate, compare_optimizers, relative_cost
 from gradlab.analysis.curvature import bounded_sharpness, edge_of_stability, predicted_lr_boundary
@@ -83,10 +84,13 @@ __all__ = [
     "LR",
     "SEED",
     "TABLE_COLUMNS",
+    "Claim",
+    "ClaimSet",
     "alive",
     "best_learning_rate",
     "bounded_sharpness",
     "chi1_profile",
+    "claims_markdown",
     "claims_table",
     "compare_optimizers",
     "concat_sweeps",
@@ -99,6 +103,7 @@ __all__ = [
     "format_table",
     "grid_axes",
     "layer_widths",
+    "load_claims",
     "markdown_table",
     "max_stable_lr",
     "performance_profile",
