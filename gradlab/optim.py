@@ -53,6 +53,7 @@ __all__ = [
     "SCHEDULES",
     "STAGES",
     "ClipObservation",
+    "SkipObservation",
     "Stage",
     "build_chain",
     "chain_hparams",
@@ -62,6 +63,7 @@ __all__ = [
     "ignores_layout",
     "make_schedule",
     "observe_changes",
+    "observe_skips",
     "skipped",
     "stability_rule",
     "states_of",
@@ -129,7 +131,14 @@ STAGES: dict[str, Stage] = {
         "clip",
         reads_axes=True,
     ),
-    "apply_if_finite": Stage({"max_consecutive_errors": 5}, None, "wrapper"),  # type: ignore[arg-type]
+    # A wrapper's build takes the transformation of the stages to its right first.
+    "apply_if_finite": Stage(
+        {"max_consecutive_errors": 5},
+        lambda inner, max_consecutive_errors: observe_skips(
+            optax.apply_if_finite(inner, max_consecutive_errors), max_consecutive_errors
+        ),
+        "wrapper",
+    ),
 }
 
 # Valid range of each hyperparameter: (lower, upper, lower bound included).
@@ -299,6 +308,37 @@ def observe_changes(inner: optax.GradientTransformation) -> optax.GradientTransf
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+class SkipObservation(NamedTuple):
+    """State of :func:`observe_skips`: the ``apply_if_finite`` state and whether the last update
+    was dropped."""
+
+    inner: Any
+    skipped: jax.Array
+
+
+def observe_skips(
+    inner: optax.GradientTransformation, max_consecutive_errors: jax.Array | float
+) -> optax.GradientTransformation:
+    """Wrap ``optax.apply_if_finite(tx, max_consecutive_errors)`` so its state records whether
+    it dropped the last update.
+
+    ``apply_if_finite`` drops a non-finite update unless it is the (k+1)-th non-finite one in a
+    row, k = ``max_consecutive_errors``: then it gives up and applies it. Its own state says only
+    whether the update was finite (``last_finite``), so the drop is
+    ``not last_finite and notfinite_count <= k``.
+    """
+
+    def init_fn(params):
+        return SkipObservation(inner.init(params), jnp.zeros([], bool))
+
+    def update_fn(updates, state, params=None):
+        new, inner_state = inner.update(updates, state.inner, params)
+        dropped = ~inner_state.last_finite & (inner_state.notfinite_count <= max_consecutive_errors)
+        return new, SkipObservation(inner_state, dropped)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
 def build_chain(
     chain: str | ChainFactory,
     hparams: Mapping[str, jax.Array],
@@ -317,7 +357,8 @@ def build_chain(
       total_steps, warmup_steps: the schedule's horizon and warmup.
 
     Returns:
-      An ``optax.GradientTransformation``; clip stages are wrapped in :func:`observe_changes`.
+      An ``optax.GradientTransformation``; clip stages are wrapped in :func:`observe_changes`,
+      ``apply_if_finite`` in :func:`observe_skips`.
     """
     if not isinstance(chain, str):
         return chain(hparams)
@@ -329,12 +370,11 @@ def build_chain(
         parts = []
         for i, s in enumerate(stages):
             stage = STAGES[s]
+            kwargs = {k: value(s, k) for k in stage.defaults}
             if stage.kind == "wrapper":
                 # apply_if_finite: the rest of the chain runs only on finite gradients.
-                limit = value(s, "max_consecutive_errors")
-                parts.append(optax.apply_if_finite(build(stages[i + 1 :]), limit))
+                parts.append(stage.build(build(stages[i + 1 :]), **kwargs))
                 break
-            kwargs = {k: value(s, k) for k in stage.defaults}
             if stage.kind == "optimizer":
                 kwargs["learning_rate"] = make_schedule(
                     schedule, kwargs["learning_rate"], total_steps, warmup_steps
@@ -359,8 +399,18 @@ def clipped(opt_state: Any) -> jax.Array:
 
 
 def skipped(opt_state: Any) -> jax.Array:
-    """Whether ``apply_if_finite`` dropped the last update because it was not finite."""
-    flags = [~s.last_finite for s in states_of(opt_state, optax.ApplyIfFiniteState)]
+    """Whether ``apply_if_finite`` dropped the last update because it was not finite.
+
+    Exact for the chains :func:`build_chain` makes (their ``apply_if_finite`` is wrapped in
+    :func:`observe_skips`). In a user's chain with a bare ``optax.apply_if_finite`` the flag is
+    ``not last_finite``, which is also true for the non-finite update that is applied once more
+    than ``max_consecutive_errors`` came in a row.
+    """
+    observed = states_of(opt_state, SkipObservation)
+    if observed:
+        flags = [s.skipped for s in observed]
+    else:
+        flags = [~s.last_finite for s in states_of(opt_state, optax.ApplyIfFiniteState)]
     return jnp.any(jnp.stack(flags)) if flags else jnp.zeros([], bool)
 
 
