@@ -383,14 +383,7 @@ def datasets():
 
 
 # Cases where gradlab departs from its documentation; the cause is on the engine's side.
-XFAIL = {
-    "apply_if_finite_inf_loss": (
-        "engine.build_program's step tests `loss > divergence_factor * loss0` for apply_if_finite "
-        "chains too: a step whose loss is +inf (not NaN) counts as divergence instead of being "
-        "skipped, so the run is reported diverged at step 3 and frozen, where the documented "
-        "rule (and apply_if_finite) skips the step and trains on"
-    ),
-}
+XFAIL: dict[str, str] = {}
 
 
 def case_param(case: Case) -> Any:
