@@ -109,7 +109,13 @@ def _equal(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and np.array_equal(a, b)
 
 
-@pytest.mark.parametrize("name", sorted(SPECS))
+# The module sweep runs in the inner loop; the two larger ones (10 s each) with the slow tests.
+SLOW = ("chains", "curvature")
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in sorted(SPECS)]
+)
 def test_sweep_matches_the_recorded_dataset(name):
     ds = gl.run(SPECS[name], chunk_size=6, progress=False)
     path = GOLDEN / f"{name}.nc"

@@ -472,6 +472,7 @@ def init_sweep():
     return gl.run(spec, progress=False).isel(optimizer=0, step=0, layer=0)
 
 
+@pytest.mark.slow  # seven init schemes are seven programs
 @pytest.mark.parametrize("scheme", list(KERNEL_VARIANCE))
 def test_init_variance_is_init_scale_squared_times_the_schemes(init_sweep, scheme):
     # With bias_std 0 the biases are zero, so param_norm_layer² is Σ W² of the first kernel.
