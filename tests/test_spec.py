@@ -55,6 +55,9 @@ def test_default_experiment_is_the_articles_mlp():
         "clip_by_global_norm|adam",
     }
     assert len(spec.grid["seed"]) >= 4 and max(spec.grid["learning_rate"]) >= 1.0
+    # As Keras' Dense starts them: Glorot-uniform kernels, zero biases (no bias_std axis).
+    assert spec.model.init == "glorot_uniform" and spec.model.use_bias
+    assert "bias_std" not in spec.grid
 
 
 def test_shrunk_keeps_axes_and_cuts_cost():
