@@ -110,10 +110,9 @@ def _bytes(text: str) -> int:
 
 
 def _setup_jax(args: argparse.Namespace) -> None:
-    """Device count, multi-process runtime and compilation cache, before JAX starts."""
+    """Device count and multi-process runtime, before JAX starts (the persistent compilation
+    cache is gradlab's default, see :mod:`gradlab.engine.cache`)."""
     import jax
-
-    from gradlab.data import data_dir
 
     if args.devices is not None:
         if args.devices <= 0:
@@ -125,9 +124,6 @@ def _setup_jax(args: argparse.Namespace) -> None:
             num_processes=args.num_processes,
             process_id=args.process_id,
         )
-    # Compiled programs persist across invocations: a re-run skips most compilation.
-    jax.config.update("jax_compilation_cache_dir", str(data_dir() / "jax-cache"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 def _fast(spec: SweepSpec) -> SweepSpec:

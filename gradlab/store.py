@@ -5,6 +5,7 @@ A run directory holds::
     spec.toml            the sweep, as TOML
     manifest.json        the layout: groups, grid, steps, chunking, and the spec's fingerprint
     chunks/gGGG-cCCCCC.nc  one finished chunk of one group (netCDF-4 via h5netcdf)
+    sessions/*.json      the time each session (process and call) spent, for the totals
     result.nc            the assembled Dataset, written when every chunk is done
 
 Every file is written atomically (a temporary file in the same directory, then ``os.replace``),
@@ -35,6 +36,7 @@ from gradlab.schema import VARIABLES
 __all__ = ["Layout", "RunDir", "assemble", "load"]
 
 FORMAT_VERSION = 1
+_TIMES = ("wall_time_s", "compile_time_s", "run_time_s")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -282,9 +284,35 @@ class RunDir:
         spec = (self.path / "spec.toml").read_text()
         return assemble(self.layout, chunks, spec, attrs)
 
+    def log_session(self, session: str, times: Mapping[str, float]) -> None:
+        """Record what one session (one process's ``gl.run`` call) has spent so far:
+        ``sessions/<session>.json`` with its wall, compile and run seconds and chunk count.
+        Written after every chunk, so an interrupted session keeps its share."""
+        atomic_write_text(self.path / "sessions" / f"{session}.json", json.dumps(dict(times)))
+
+    def sessions(self) -> list[dict[str, Any]]:
+        """Every recorded session, oldest first (see :meth:`log_session`)."""
+        found = []
+        for path in sorted((self.path / "sessions").glob("*.json")):
+            try:
+                found.append({"session": path.stem, **json.loads(path.read_text())})
+            except (OSError, ValueError):  # a torn or foreign file: not a timing record
+                continue
+        return sorted(found, key=lambda t: t.get("started", 0.0))
+
+    def timing_attrs(self, attrs: Mapping[str, Any]) -> dict[str, Any]:
+        """``attrs`` with the sweep's totals over every session: ``wall_time_s``,
+        ``compile_time_s`` and ``run_time_s`` are sums, ``sessions`` the count, and
+        ``session_times`` each session's share (JSON)."""
+        sessions = self.sessions()
+        if not sessions:
+            return dict(attrs)
+        total = {k: float(sum(t.get(k, 0.0) for t in sessions)) for k in _TIMES}
+        return {**attrs, **total, "sessions": len(sessions), "session_times": json.dumps(sessions)}
+
     def finish(self, attrs: Mapping[str, Any]) -> xr.Dataset:
         """Assemble every chunk, write ``result.nc`` and return the Dataset."""
-        ds = self.assemble(attrs)
+        ds = self.assemble(self.timing_attrs(attrs))
         _write_netcdf(self.path / "result.nc", ds)
         return ds
 

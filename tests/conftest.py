@@ -21,6 +21,10 @@ os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
 ).strip()
 
+# No persistent compilation cache in the tests' own process (it would live in the user's data
+# directory); tests/test_cache.py checks it in subprocesses.
+os.environ["GRADLAB_COMPILE_CACHE"] = "0"
+
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_num_cpu_devices", 2)
 

@@ -78,3 +78,50 @@ def test_a_program_is_compiled_for_its_devices(dataset):
     assert one.attrs["compile_time_s"] > 0
     assert gl.run(spec, progress=False, devices=jax.devices()[:1]).attrs["compile_time_s"] == 0
     np.testing.assert_allclose(one.loss, both.loss, rtol=1e-5)
+
+
+_SWEEP = """
+import jax, gradlab as gl
+print("cache:", jax.config.jax_compilation_cache_dir)
+spec = gl.SweepSpec(model=gl.ModelSpec(hidden=(4,)), grid={"seed": [0]}, steps=2,
+                    data=gl.DataSpec(name="digits", n_train=64, n_test=16), batch_size=16)
+gl.run(spec, progress=False)
+"""
+
+
+def _sweep_in_a_new_process(tmp_path, **env):
+    import os
+    import subprocess
+    import sys
+
+    base = {k: v for k, v in os.environ.items() if k != "GRADLAB_COMPILE_CACHE"}
+    base |= {
+        "GRADLAB_DATA": str(tmp_path / "data"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _SWEEP], env=base | env, capture_output=True, text=True, check=True
+    )
+    return done.stdout.split("cache:")[1].split()[0]
+
+
+def _entries(path):
+    return sorted(p.name for p in path.rglob("*") if p.is_file()) if path.exists() else []
+
+
+@pytest.mark.slow
+def test_the_persistent_compilation_cache_is_on_by_default_movable_and_optional(tmp_path):
+    default = tmp_path / "data" / "jax-cache"
+    assert _sweep_in_a_new_process(tmp_path) == str(default)
+    assert _entries(default)  # the compiled program is on disk for the next process
+    moved = tmp_path / "moved"
+    assert _sweep_in_a_new_process(tmp_path, GRADLAB_COMPILE_CACHE=str(moved)) == str(moved)
+    assert _entries(moved)
+    before = _entries(default)
+    assert _sweep_in_a_new_process(tmp_path, GRADLAB_COMPILE_CACHE="off") == "None"
+    assert _entries(default) == before
+    # A cache the user configured is never overridden.
+    user = tmp_path / "user"
+    env = {"JAX_COMPILATION_CACHE_DIR": str(user), "GRADLAB_COMPILE_CACHE": str(moved)}
+    assert _sweep_in_a_new_process(tmp_path, **env) == str(user)
+    assert _entries(user)

@@ -108,3 +108,21 @@ def test_assemble_places_every_chunk_by_group_run_and_step(chunk_size):
                 np.testing.assert_array_equal(got.grad_norm_layer.values, want)
                 assert got.final_loss.item() == 1000 * g + 100 * run
     np.testing.assert_array_equal(ds.step, [0, 2, 4, 6])
+
+
+def test_a_resumed_sweep_reports_the_time_of_every_session(spec, tmp_path):
+    import json
+
+    out = tmp_path / "run"
+    first = gl.run(spec, out=str(out), chunk_size=4, progress=False)
+    chunks = sorted((out / "chunks").glob("*.nc"))
+    assert first.attrs["sessions"] == 1 and len(chunks) == 4
+    chunks[-1].unlink()  # as if the first session had been killed before its last chunk
+    (out / "result.nc").unlink()
+    second = gl.run(spec, out=str(out), chunk_size=4, progress=False)
+    sessions = json.loads(second.attrs["session_times"])
+    assert second.attrs["sessions"] == 2 and [s["chunks"] for s in sessions] == [4, 1]
+    for key in ("wall_time_s", "compile_time_s", "run_time_s"):
+        assert second.attrs[key] == pytest.approx(sum(s[key] for s in sessions))
+    assert second.attrs["wall_time_s"] >= sessions[0]["wall_time_s"] > 0
+    assert second.attrs["run_time_s"] > 0

@@ -13,9 +13,12 @@
 =================  ==========================================================================
 """
 
+from gradlab.engine import cache
 from gradlab.engine.plan import Group, Plan, make_plan, shared_batch_order
 from gradlab.engine.platform import default_memory_budget
 from gradlab.engine.run import run
+
+cache.default_persistent_cache()
 
 __all__ = [
     "Group",

@@ -1,7 +1,14 @@
-"""Compiled programs and traced shapes, kept per process and keyed by what shapes them.
+"""Compiled programs: kept per process, keyed by what shapes them, and on disk across processes.
 
 A second ``gl.run`` that changes only traced values (learning rates, seeds, ...) reuses the
-compiled program of the first. Code in a spec that its fingerprint knows only by ``repr`` (a
+compiled program of the first. Across processes (a new notebook kernel, the next script), JAX's
+persistent compilation cache keeps the compiled executables on disk, so compiling the same
+program again is a load: gradlab turns it on when it is imported (:func:`default_persistent_cache`),
+in ``<data dir>/jax-cache`` (``$GRADLAB_DATA`` or ``~/.cache/gradlab``), unless the user
+configured one (``jax.config`` or ``JAX_COMPILATION_CACHE_DIR``: never overridden) or
+``GRADLAB_COMPILE_CACHE`` says otherwise (a directory, or ``0``/``off`` to disable it). Like
+JAX, it keeps programs that took at least ``jax_persistent_cache_min_compile_time_secs`` (1 s)
+to compile. Code in a spec that its fingerprint knows only by ``repr`` (a
 user's Flax module, a callable chain) is part of the key by identity or equality: a class
 redefined in a notebook cell has the repr of the old one (``MyMLP()``), so keying on the repr
 alone would reuse the old class's program.
@@ -10,12 +17,14 @@ alone would reuse the old class's program.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from gradlab.data import data_dir
 from gradlab.spec import ModelSpec, SweepSpec
 
 __all__ = [
@@ -24,9 +33,13 @@ __all__ = [
     "clear",
     "code_identity",
     "compiled",
+    "default_persistent_cache",
     "signature",
+    "use_persistent_cache",
     "variable_shapes",
 ]
+
+_OFF = ("", "0", "off", "false", "no", "none")
 
 MAX_PROGRAMS = 32
 _PROGRAMS: dict[tuple[Any, ...], Any] = {}
@@ -106,3 +119,26 @@ def _cached_variable_shapes(key: Any, batch_shape: tuple[int, int]) -> Any:
         jax.random.PRNGKey(0),
         jax.ShapeDtypeStruct(batch_shape, jnp.float32),
     )
+
+
+def use_persistent_cache(directory: str | os.PathLike | None) -> None:
+    """Keep compiled programs on disk in ``directory`` (``None``: do not).
+
+    Call it before the process compiles anything: JAX decides whether it uses its persistent
+    cache at the first compilation.
+    """
+    jax.config.update("jax_compilation_cache_dir", None if directory is None else str(directory))
+
+
+def default_persistent_cache() -> str | None:
+    """Turn on the persistent compilation cache as the module docstring says; returns the
+    directory in use (``None``: none). Called once, when :mod:`gradlab.engine` is imported."""
+    configured = jax.config.jax_compilation_cache_dir
+    if configured:  # the user's own (jax.config or JAX_COMPILATION_CACHE_DIR)
+        return configured
+    setting = os.environ.get("GRADLAB_COMPILE_CACHE")
+    if setting is not None and setting.strip().lower() in _OFF:
+        return None
+    directory = setting or str(data_dir() / "jax-cache")
+    use_persistent_cache(directory)
+    return directory

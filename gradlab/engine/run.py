@@ -8,6 +8,8 @@ The orchestration only: what to compute is in :mod:`~gradlab.engine.plan`, how i
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from typing import Any
 
@@ -90,18 +92,14 @@ def run(
     ]
     bar = _progress(len(plan.groups) * plan.num_runs, progress)
     results: dict[tuple[int, int], dict[str, np.ndarray]] = {}
-    compile_time = 0.0
+    clock = _Clock(start, run_dir)
     for g, group in enumerate(plan.groups):
         order = plan.batch_order(group, dataset.x_train.shape[0])
         args = [*data_args, None if order is None else jnp.asarray(order), *eval_args]
-        compile_time += _train_group(plan, g, args, devices, run_dir, results, bar)
+        _train_group(plan, g, args, devices, run_dir, results, bar, clock)
     bar.close()
     _barrier("gradlab-chunks-done")
-    attrs = {
-        "devices": len(devices) * jax.process_count(),
-        "wall_time_s": time.perf_counter() - start,
-        "compile_time_s": compile_time,
-    }
+    attrs = {"devices": len(devices) * jax.process_count(), **clock.times()}
     if run_dir:
         return run_dir.finish(attrs) if jax.process_index() == 0 else run_dir.assemble(attrs)
     return store.assemble(plan.layout, results, plan.spec_toml, attrs)
@@ -125,8 +123,9 @@ def _train_group(
     run_dir: store.RunDir | None,
     results: dict[tuple[int, int], dict[str, np.ndarray]],
     bar: Any,
-) -> float:
-    """Train this process's missing chunks of group ``g``; returns the seconds spent compiling.
+    clock: _Clock,
+) -> None:
+    """Train this process's missing chunks of group ``g``, timing them on ``clock``.
 
     Under ``jax.distributed`` each process takes every ``process_count``-th chunk.
     """
@@ -136,7 +135,7 @@ def _train_group(
     todo = [c for c in mine if not (run_dir and run_dir.has_chunk(g, c))]
     bar.update(sum(plan.chunk_len(c) for c in range(plan.num_chunks) if c not in todo))
     if not todo:
-        return 0.0
+        return
     hp0 = {k: jnp.asarray(v) for k, v in plan.chunk(0).items()}
     spec = plan.spec
     key = (
@@ -154,19 +153,47 @@ def _train_group(
             program.build_program(plan.configs[g]), devices, hp0, args
         ),
     )
-    compile_time = time.perf_counter() - t0 if new else 0.0
+    if new:
+        clock.compile_time += time.perf_counter() - t0
     bar.set_description(group.label)
     for c in todo:
         hp = {k: jnp.asarray(v) for k, v in plan.chunk(c).items()}
+        t0 = time.perf_counter()
         outputs = jax.device_get(chunk_program(hp, *args))
+        clock.run_time += time.perf_counter() - t0
         n = plan.chunk_len(c)
         outputs = {k: np.asarray(v)[:n] for k, v in outputs.items()}
         if run_dir:
             run_dir.write_chunk(g, c, outputs)
         else:
             results[(g, c)] = outputs
+        clock.chunk_done()
         bar.update(n)
-    return compile_time
+
+
+class _Clock:
+    """This session's wall, compile and run seconds; with a run directory, logged after every
+    chunk (``RunDir.log_session``), so a resumed sweep reports its totals over all sessions."""
+
+    def __init__(self, start: float, run_dir: store.RunDir | None) -> None:
+        self.start, self.run_dir = start, run_dir
+        self.started = time.time()
+        self.session = f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
+        self.compile_time = self.run_time = 0.0
+        self.chunks = 0
+
+    def times(self) -> dict[str, float]:
+        return {
+            "wall_time_s": time.perf_counter() - self.start,
+            "compile_time_s": self.compile_time,
+            "run_time_s": self.run_time,
+        }
+
+    def chunk_done(self) -> None:
+        self.chunks += 1
+        if self.run_dir is not None:
+            record = {**self.times(), "chunks": self.chunks, "started": self.started}
+            self.run_dir.log_session(self.session, record)
 
 
 def _barrier(name: str) -> None:
