@@ -59,3 +59,19 @@ def test_concat_sweeps_keeps_each_sweeps_layer_widths_and_rules(ds):
     assert same["layer_width"].dims == ("layer",)  # equal widths: one row
     np.testing.assert_array_equal(same["layer_width"], [64, 16, 10])
     xr.testing.assert_equal(both["stability_rule"], ds["stability_rule"])
+
+
+def test_concat_sweeps_refuses_sweeps_over_different_grid_values(ds):
+    # Two sweeps with the same axis names but other learning rates: an outer join would leave
+    # holes (runs never trained) that came back as diverged=True, diverged_at=-2**31.
+    other = ds.assign_coords(learning_rate=ds["learning_rate"].values * 3)
+    with pytest.raises(ValueError, match=r"learning_rate: the sweeps must have the same values"):
+        analysis.concat_sweeps({1: ds, 2: other}, "width")
+    shorter = ds.isel(step=slice(0, 2))
+    with pytest.raises(ValueError, match=r"step: the sweeps must have the same values"):
+        analysis.concat_sweeps({1: ds, 2: shorter}, "width")
+    same = analysis.concat_sweeps({1: ds, 2: ds}, "width")  # equal grids still join
+    assert same["diverged"].dtype == bool and not bool(same["diverged_at"].min() < -1)
+    assert float(analysis.divergence_rate(same)["rate"].mean()) == pytest.approx(
+        float(analysis.divergence_rate(ds)["rate"].mean())
+    )

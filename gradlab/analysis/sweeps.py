@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import xarray as xr
 
 from gradlab.analysis.selection import grid_axes
@@ -36,7 +37,10 @@ def concat_sweeps(results: Mapping[Any, xr.Dataset], dim: str) -> xr.Dataset:
       under a ``# <dim> = <value>`` line; ``wall_time_s`` and ``compile_time_s`` are summed.
 
     Raises:
-      ValueError: no results, ``dim`` already a dim, or the sweeps' chains or grid axes differ.
+      ValueError: no results, ``dim`` already a dim, or the sweeps' chains, grid axes, grid
+        values or logged steps differ. Only the ``layer`` axis may differ (it is padded):
+        joining sweeps over different grid values would leave holes that no value of
+        ``diverged`` or ``diverged_at`` describes honestly, so they are refused.
 
     Example:
       >>> ds = concat_sweeps({d: gl.run(spec_of(d)) for d in (10, 20)}, "depth")  # doctest: +SKIP
@@ -57,6 +61,13 @@ def concat_sweeps(results: Mapping[Any, xr.Dataset], dim: str) -> xr.Dataset:
             )
         if list(ds["optimizer"].values) != list(first["optimizer"].values):
             raise ValueError(f"optimizer chains differ at {value!r}")
+        for axis in (*grid_axes(first), "step"):
+            if not np.array_equal(ds[axis].values, first[axis].values):
+                raise ValueError(
+                    f"{axis}: the sweeps must have the same values to be joined, but the sweep "
+                    f"at {value!r} has {list(ds[axis].values)} and the one at {items[0][0]!r} "
+                    f"has {list(first[axis].values)}"
+                )
     parts = [ds.drop_attrs().expand_dims({dim: [value]}) for value, ds in items]
     # coords="different": a coordinate that differs between sweeps (``layer_width`` of models
     # of different depths) gets the new axis too; one that agrees (``stability_rule``) is kept.
@@ -77,7 +88,7 @@ def concat_sweeps(results: Mapping[Any, xr.Dataset], dim: str) -> xr.Dataset:
     specs = "".join(f"# {dim} = {value}\n{ds.attrs.get('spec', '')}" for value, ds in items)
     out.attrs = {k: v for k, v in first.attrs.items() if k not in ("spec",)}
     out.attrs["spec"] = specs
-    for key in ("wall_time_s", "compile_time_s"):
+    for key in ("wall_time_s", "compile_time_s", "run_time_s"):
         if all(key in ds.attrs for _, ds in items):
             out.attrs[key] = float(sum(ds.attrs[key] for _, ds in items))
     return out
