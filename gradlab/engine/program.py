@@ -10,7 +10,7 @@ Each run draws its initial parameters from its ``seed`` and ``init_scale``/``bia
 runs one ``lax.scan`` over blocks of ``log_every`` steps (the first step of a block records the
 metrics, the others only train). Every step checks divergence: a run diverges at the first step
 whose loss or gradient is non-finite, or whose loss exceeds ``divergence_factor`` x its
-reference loss (:func:`reference_loss`; chains with ``apply_if_finite`` skip non-finite
+reference loss (:func:`divergence_reference`; chains with ``apply_if_finite`` skip non-finite
 gradients instead, and for them non-finite *parameters* count). From that step on the run is
 frozen (its update is not applied) and its later metrics are NaN; the step of divergence keeps
 the values measured there.
@@ -60,7 +60,7 @@ class Config:
     log_every: int
     per_seed_order: bool
     divergence_factor: float
-    divergence_floor: float  # the loss of all-zero outputs (see reference_loss)
+    divergence_floor: float  # the loss of all-zero outputs (see divergence_reference)
     schedule: str
     warmup_steps: int
     record_all: bool  # the default metric set
@@ -213,7 +213,7 @@ def apply_update(params: Any, updates: Any, alive: jax.Array) -> Any:
     return jax.tree.map(lambda p, u: p + jnp.where(alive, u, jnp.zeros_like(u)), params, updates)
 
 
-def reference_loss(loss0: jax.Array, loss: jax.Array, skipped: jax.Array) -> jax.Array:
+def divergence_reference(loss0: jax.Array, loss: jax.Array, skipped: jax.Array) -> jax.Array:
     """The reference of the divergence factor: the loss of the first step whose loss is finite
     and whose update was applied (not skipped by ``apply_if_finite``), NaN before it.
 
@@ -223,9 +223,10 @@ def reference_loss(loss0: jax.Array, loss: jax.Array, skipped: jax.Array) -> jax
     The factor rule compares with ``max(reference, zero-output loss)`` (:func:`is_bad`), the
     zero-output loss being that of a network whose outputs are all zero
     (:func:`gradlab.losses.zero_output_loss`: log K for cross-entropy, ½E‖y‖² for MSE). A run
-    diverges when it is ten times worse than where it started *and* than predicting zero: a
-    reference near zero (a student that starts almost on a tiny teacher) would otherwise let
-    batch-to-batch noise count as divergence. At the usual inits the reference is above it.
+    diverges when it is ``divergence_factor`` times worse than where it started *and* than
+    predicting zero: a reference near zero (a student that starts almost on a tiny teacher)
+    would otherwise let batch-to-batch noise count as divergence. At the usual inits the
+    reference is above it.
     """
     first = jnp.isfinite(loss) & ~skipped
     return jnp.where(jnp.isnan(loss0), jnp.where(first, loss, jnp.nan), loss0)
@@ -289,7 +290,7 @@ def train_step(cfg: Config, run: RunInputs, carry: Carry, inputs, record: bool):
     if measure_all:  # the two reductions of g the metrics need
         grad_sq = M.layer_sums_of_squares(measured, cfg.layers)
         grad_max_abs = M.tree_max_abs(measured, grad_sq)
-    loss0 = reference_loss(carry.loss0, loss, optim.skipped(opt_state))
+    loss0 = divergence_reference(carry.loss0, loss, optim.skipped(opt_state))
     bad = is_bad(cfg, loss, loss0, params, measured, grad_max_abs)
     alive = carry.alive & ~bad
     if measure_all:  # this step reduces u_t for its norm
