@@ -58,6 +58,9 @@ class Layout:
     # Per layer: the width of its pre-activation h^l (0 where the model records no signal),
     # recorded as the Dataset's ``layer_width`` coordinate.
     layer_widths: list[int] = dataclasses.field(default_factory=list)
+    # Per layer: its number of parameters (kernel and bias), the Dataset's ``layer_size``
+    # coordinate: ‖g_l‖/√size is the per-parameter RMS that compares layers of unequal size.
+    layer_sizes: list[int] = dataclasses.field(default_factory=list)
 
     @property
     def num_groups(self) -> int:
@@ -66,6 +69,14 @@ class Layout:
     @property
     def num_chunks(self) -> int:
         return math.ceil(self.num_runs / self.chunk_size)
+
+    def same_chunks(self, other: Layout) -> bool:
+        """Whether chunk files written under ``other`` belong in this layout: the same sweep
+        (fingerprint) cut the same way. The descriptive fields (stability rules, layer widths
+        and sizes) are not compared: a run directory written before gradlab recorded them is
+        resumed, and its manifest rewritten with them."""
+        descriptive = {"stability_rules": [], "layer_widths": [], "layer_sizes": []}
+        return dataclasses.replace(self, **descriptive) == dataclasses.replace(other, **descriptive)
 
     def to_json(self) -> str:
         return json.dumps({"format": FORMAT_VERSION, **dataclasses.asdict(self)}, indent=1)
@@ -163,6 +174,8 @@ def assemble(
     }
     if layout.layer_widths:
         coords["layer_width"] = ("layer", np.asarray(layout.layer_widths, np.int64))
+    if layout.layer_sizes:
+        coords["layer_size"] = ("layer", np.asarray(layout.layer_sizes, np.int64))
     ds = xr.Dataset(variables, coords=coords)
     ds.attrs.update(spec=spec_toml, **versions(), **dict(attrs))
     return ds
@@ -208,7 +221,7 @@ class RunDir:
         if path.exists() and not path.is_dir():
             raise ConfigError(f"out: {path} exists and is not a directory")
         stored = cls.stored_layout(path)
-        if stored is not None and stored != layout:
+        if stored is not None and not stored.same_chunks(layout):
             if not overwrite:
                 what = "spec" if stored.fingerprint != layout.fingerprint else "chunk size"
                 raise ConfigError(

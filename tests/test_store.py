@@ -126,3 +126,19 @@ def test_a_resumed_sweep_reports_the_time_of_every_session(spec, tmp_path):
         assert second.attrs[key] == pytest.approx(sum(s[key] for s in sessions))
     assert second.attrs["wall_time_s"] >= sessions[0]["wall_time_s"] > 0
     assert second.attrs["run_time_s"] > 0
+
+
+def test_a_run_directory_from_before_the_layer_coordinates_is_resumed(spec, tmp_path):
+    import json
+
+    out = tmp_path / "run"
+    ds = gl.run(spec, out=str(out), chunk_size=4, progress=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    for key in ("stability_rules", "layer_widths", "layer_sizes"):  # an older gradlab's manifest
+        del manifest[key]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    (out / "result.nc").unlink()
+    again = gl.run(spec, out=str(out), chunk_size=4, progress=False)
+    assert again.attrs["sessions"] == 1  # nothing was computed again
+    xr.testing.assert_identical(again.drop_attrs(), ds.drop_attrs())
+    assert "layer_sizes" in json.loads((out / "manifest.json").read_text())

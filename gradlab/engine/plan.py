@@ -214,6 +214,7 @@ def make_plan(
         chunk_size=chunk_size,
         stability_rules=[optim.stability_rule(c) or "" for c in spec.optimizers],
         layer_widths=program.layer_widths(configs[0]),
+        layer_sizes=program.layer_sizes(configs[0]),
     )
     return Plan(
         spec, spec_toml, groups, configs, runs, steps, steps_per_epoch, logged, chunk_size, layout

@@ -36,6 +36,7 @@ __all__ = [
     "Config",
     "build_program",
     "chunk_program",
+    "layer_sizes",
     "layer_widths",
     "make_config",
     "per_seed_batch_order",
@@ -51,6 +52,7 @@ class Config:
     loss: str
     classification: bool
     layers: tuple[str, ...]  # top-level parameter names, input side first
+    layer_sizes: tuple[int, ...]  # parameters per layer (kernel and bias), in that order
     num_layers: int  # length of the ``layer`` dim
     perturbations: Any  # shapes of the "perturbations" collection (the backward signals)
     batch: int | None  # examples per step; None: full batch
@@ -101,6 +103,9 @@ def make_config(spec: Any, group: Any, dataset: Any, steps: int) -> Config:
         loss=spec.loss,
         classification=classification,
         layers=layers,
+        layer_sizes=tuple(
+            sum(leaf.size for leaf in jax.tree.leaves(variables["params"][n])) for n in layers
+        ),
         num_layers=max(len(layers), len(jax.tree.leaves(perturbations))),
         perturbations=perturbations,
         batch=batch,
@@ -126,6 +131,11 @@ def layer_widths(cfg: Config) -> list[int]:
     """The width of each layer's pre-activation h^l (0 where the model records no signal)."""
     widths = [int(h.shape[-1]) for h in M.flat_signals(cfg.perturbations)]
     return widths + [0] * (cfg.num_layers - len(widths))
+
+
+def layer_sizes(cfg: Config) -> list[int]:
+    """The number of parameters of each layer (0 for a signal without parameters)."""
+    return [int(n) for n in cfg.layer_sizes] + [0] * (cfg.num_layers - len(cfg.layer_sizes))
 
 
 class Carry(NamedTuple):
