@@ -53,6 +53,7 @@ __all__ = [
     "SCHEDULES",
     "STAGES",
     "ClipObservation",
+    "Range",
     "SkipObservation",
     "Stage",
     "build_chain",
@@ -141,21 +142,44 @@ STAGES: dict[str, Stage] = {
     ),
 }
 
+
 # Valid range of each hyperparameter: (lower, upper, lower bound included).
-HPARAM_RANGES: dict[str, tuple[float, float, bool]] = {
-    "learning_rate": (0.0, math.inf, False),
-    "init_scale": (0.0, math.inf, False),
-    "bias_std": (0.0, math.inf, True),
-    "clip_norm": (0.0, math.inf, False),
-    "clip_value": (0.0, math.inf, False),
-    "agc_clip": (0.0, math.inf, False),
-    "momentum": (0.0, 1.0, True),
-    "b1": (0.0, 1.0, True),
-    "b2": (0.0, 1.0, True),
-    "decay": (0.0, 1.0, True),
-    "eps": (0.0, math.inf, True),
-    "weight_decay": (0.0, math.inf, True),
-    "max_consecutive_errors": (0.0, math.inf, True),
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The valid values of a hyperparameter: an interval, each end open or closed."""
+
+    low: float
+    high: float = math.inf
+    low_closed: bool = True
+    high_closed: bool = True
+
+    def __contains__(self, value: float) -> bool:
+        above = value >= self.low if self.low_closed else value > self.low
+        below = value <= self.high if self.high_closed else value < self.high
+        return above and below
+
+    def __str__(self) -> str:
+        low = f"{'>=' if self.low_closed else '>'} {self.low:g}"
+        if math.isinf(self.high):
+            return low
+        return f"{low} and {'<=' if self.high_closed else '<'} {self.high:g}"
+
+
+# The domain of each optimizer hyperparameter. Decay rates and momentum are < 1: at 1 the moment
+# estimates never forget (Adam's b2 = 1 divides by a v̂ that stays at its first value, heavy
+# ball with β = 1 never damps), which no sweep means.
+HPARAM_RANGES: dict[str, Range] = {
+    "learning_rate": Range(0.0, low_closed=False),
+    "clip_norm": Range(0.0, low_closed=False),
+    "clip_value": Range(0.0, low_closed=False),
+    "agc_clip": Range(0.0, low_closed=False),
+    "momentum": Range(0.0, 1.0, high_closed=False),
+    "b1": Range(0.0, 1.0, high_closed=False),
+    "b2": Range(0.0, 1.0, high_closed=False),
+    "decay": Range(0.0, 1.0, high_closed=False),
+    "eps": Range(0.0),
+    "weight_decay": Range(0.0),
+    "max_consecutive_errors": Range(0.0),
 }
 
 

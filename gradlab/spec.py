@@ -29,7 +29,7 @@ from gradlab.data import DATASETS
 from gradlab.errors import ConfigError, fail
 from gradlab.inits import INITS
 from gradlab.losses import LOSSES
-from gradlab.optim import SCHEDULES
+from gradlab.optim import HPARAM_RANGES, SCHEDULES, Range
 from gradlab.schema import METRIC_SETS
 
 __all__ = [
@@ -45,8 +45,17 @@ __all__ = [
 STATIC_AXES = ("activation", "init", "batch_size")
 BATCH_ORDERS = ("shared", "per_seed")
 
-# Traced axes that the model or the engine read (the optimizer stages declare their own).
+# Traced axes that the model or the engine read (the optimizer stages declare their own), with
+# their valid values where they are real numbers.
 MODEL_AXES = ("seed", "init_scale", "bias_std")
+MODEL_AXIS_RANGES = {"init_scale": Range(0.0, low_closed=False), "bias_std": Range(0.0)}
+
+
+def _is_regression(data: Any) -> bool:
+    """Whether the data are regression targets, as far as the spec can tell before loading."""
+    if isinstance(data, DataSpec):
+        return data.name == "teacher" and data.options.get("task") == "regression"
+    return getattr(data, "num_classes", 0) is None
 
 
 def _is_int(value: Any) -> bool:
@@ -128,7 +137,8 @@ class DataSpec:
         if self.name not in DATASETS:
             raise fail("data.name", f"unknown data set {self.name!r}; valid: {', '.join(DATASETS)}")
         _check_positive_int("data.n_train", self.n_train, allow_none=True)
-        _check_positive_int("data.n_test", self.n_test, allow_none=True)
+        if self.n_test is not None and (not _is_int(self.n_test) or self.n_test < 0):
+            raise fail("data.n_test", f"must be a non-negative integer, got {self.n_test!r}")
         if not _is_int(self.seed) or self.seed < 0:
             raise fail("data.seed", f"must be a non-negative integer, got {self.seed!r}")
         if self.data_dir is not None and not isinstance(self.data_dir, str):
@@ -198,12 +208,23 @@ class SweepSpec:
         self._check_model_and_data()
         if self.loss not in LOSSES:
             raise fail("loss", f"unknown loss {self.loss!r}; valid: {', '.join(LOSSES)}")
+        if self.loss == "cross_entropy" and _is_regression(self.data):
+            raise fail(
+                "loss",
+                "cross_entropy needs class labels, and the data are regression "
+                "targets: use loss = 'mse'",
+            )
         optimizers = self.optimizers
         if isinstance(optimizers, str) or callable(optimizers):
             optimizers = (optimizers,)
         if not isinstance(optimizers, Sequence) or not optimizers:
             raise fail("optimizers", "must be a non-empty list of optimizer chains")
-        optimizers = tuple(optimizers)
+        # A chain string's canonical form: its stages without spaces ("clip | adam" is
+        # "clip|adam"), so one chain cannot appear under two labels.
+        optimizers = tuple(
+            "|".join(s.strip() for s in c.split("|")) if isinstance(c, str) else c
+            for c in optimizers
+        )
         names = [optim.chain_name(c) for c in optimizers]
         if len(set(names)) != len(names):
             raise fail("optimizers", f"duplicate chains in {names}")
@@ -319,7 +340,9 @@ class SweepSpec:
         data = self.data
         if isinstance(data, DataSpec):
             data = dataclasses.replace(
-                data, n_train=min(data.n_train or 512, 512), n_test=min(data.n_test or 256, 256)
+                data,
+                n_train=min(data.n_train or 512, 512),
+                n_test=256 if data.n_test is None else min(data.n_test, 256),
             )
         steps = min(steps, self.steps or steps)
         return dataclasses.replace(
@@ -370,7 +393,10 @@ def expand_axis(field: str, values: Any) -> tuple[Any, ...]:
         if args[1] < args[0]:
             raise fail(field, f"{kind} range is reversed: {args[0]} > {args[1]}")
         fn = np.logspace if kind == "logspace" else np.linspace
-        return tuple(float(v) for v in fn(args[0], args[1], int(args[2])))
+        values = tuple(float(v) for v in fn(args[0], args[1], int(args[2])))
+        if len(set(values)) != len(values):
+            raise fail(field, f"{kind} {list(args)} gives repeated values: {list(values)}")
+        return values
     if isinstance(values, np.ndarray):
         values = values.tolist()
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
@@ -378,6 +404,9 @@ def expand_axis(field: str, values: Any) -> tuple[Any, ...]:
     values = tuple(v.item() if isinstance(v, np.generic) else v for v in values)
     if not values:
         raise fail(field, "must have at least one value")
+    for v in values:
+        if not isinstance(v, (str, numbers.Number)):
+            raise fail(field, f"values must be numbers or names, got {v!r}")
     if len(set(values)) != len(values):
         raise fail(field, f"has repeated values: {list(values)}")
     return values
@@ -399,16 +428,26 @@ def _check_axis_values(field: str, name: str, values: tuple[Any, ...]) -> None:
             if not _is_int(v) or v < (1 if name == "batch_size" else 0):
                 kind = "positive" if name == "batch_size" else "non-negative"
                 raise fail(field, f"values must be {kind} integers, got {v!r}")
+            if name == "seed" and v >= 2**31:  # seeds are int32 inside the program
+                raise fail(field, f"values must be below 2**31 (int32), got {v!r}")
         return
-    from gradlab import optim
+    _check_real_values(field, name, values)
 
-    lower, upper, closed = optim.HPARAM_RANGES.get(name, (-math.inf, math.inf, True))
+
+def _check_real_values(field: str, name: str, values: tuple[Any, ...]) -> None:
+    """A traced real axis: finite, in its domain, and the same numbers as float32, which is how
+    the compiled program receives them (so 1e39 would become inf and 1e-320 zero, and two
+    values closer than float32 resolves would label one run twice)."""
+    valid = HPARAM_RANGES.get(name) or MODEL_AXIS_RANGES.get(name) or Range(-math.inf)
     for v in values:
         if not _is_real(v) or not math.isfinite(v):
             raise fail(field, f"values must be finite numbers, got {v!r}")
-        below = v < lower if closed else v <= lower
-        if below or v > upper:
-            bound = f"{'>=' if closed else '>'} {lower}" + (
-                f" and <= {upper}" if math.isfinite(upper) else ""
-            )
-            raise fail(field, f"values must be {bound}, got {v!r}")
+        if v not in valid:
+            raise fail(field, f"values must be {valid}, got {v!r}")
+        with np.errstate(over="ignore", under="ignore"):
+            as_float32 = np.float32(v)
+        if not np.isfinite(as_float32) or (v != 0 and as_float32 == 0):
+            raise fail(field, f"{v!r} is not representable in float32 (it becomes {as_float32})")
+    rounded = [float(np.float32(v)) for v in values]
+    if len(set(rounded)) != len(rounded):
+        raise fail(field, f"values are equal in float32 (the same runs twice): {list(values)}")

@@ -33,6 +33,8 @@ def from_toml(text: str) -> SweepSpec:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"toml: malformed TOML: {err}") from None
+    except RecursionError:
+        raise ConfigError("toml: nested too deeply to be a sweep") from None
     return _from_table(table)
 
 

@@ -216,3 +216,13 @@ def test_load_takes_a_dataspec():
     b = data.load("digits", n_train=100, n_test=20)
     for x, y in zip(a[:4], b[:4], strict=True):
         np.testing.assert_array_equal(x, y)
+
+
+def test_ragged_arrays_and_one_hot_targets_get_a_clear_error():
+    with pytest.raises(ConfigError, match="x_train is not a rectangular array"):
+        data.from_arrays([[1.0, 2.0], [3.0]], [0, 1], [[1.0, 2.0]], [0])
+    one_hot = np.eye(3, dtype=np.float32)[[0, 1, 2, 1]]
+    with pytest.raises(ConfigError, match=r"y_train looks one-hot .*argmax"):
+        data.from_arrays(np.ones((4, 2)), one_hot, np.ones((1, 2)), one_hot[:1])
+    soft = np.full((4, 3), 1 / 3, np.float32)  # soft targets are regression targets
+    assert data.from_arrays(np.ones((4, 2)), soft, np.ones((1, 2)), soft[:1]).num_classes is None

@@ -54,11 +54,16 @@ def test_schedule_with_a_traced_peak_equals_its_closed_form(kind):
     np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-7 * float(peaks.max()))
 
 
+def test_ranges_are_intervals_with_open_or_closed_ends():
+    assert 0.999 in optim.HPARAM_RANGES["b2"] and 1.0 not in optim.HPARAM_RANGES["b2"]
+    assert 0.0 in optim.HPARAM_RANGES["b1"] and 0.0 not in optim.HPARAM_RANGES["learning_rate"]
+    assert str(optim.HPARAM_RANGES["momentum"]) == ">= 0 and < 1"
+
+
 @pytest.mark.parametrize("name", list(optim.STAGES))
 def test_every_stage_hyperparameter_has_a_range_holding_its_default(name):
     for hparam, default in optim.STAGES[name].defaults.items():
-        lower, upper, closed = optim.HPARAM_RANGES[hparam]
-        assert (lower <= default if closed else lower < default) and default <= upper, hparam
+        assert default in optim.HPARAM_RANGES[hparam], hparam
 
 
 # chain, two grid points, the optax transformation it is documented to be (Python floats).

@@ -142,6 +142,35 @@ BAD_PYTHON = [
     ("batch_order", lambda: gl.SweepSpec(**spec_kwargs(batch_order="random"))),
     ("model", lambda: gl.SweepSpec(**spec_kwargs(model="mlp"))),
     ("data", lambda: gl.SweepSpec(**spec_kwargs(data="mnist"))),
+    # Values that would change on the way into the compiled program (issue 17).
+    ("grid.seed", lambda: gl.SweepSpec(**spec_kwargs(grid={"seed": [2**31]}))),
+    ("grid.learning_rate", lambda: gl.SweepSpec(**spec_kwargs(grid={"learning_rate": [1e39]}))),
+    ("grid.learning_rate", lambda: gl.SweepSpec(**spec_kwargs(grid={"learning_rate": [1e-320]}))),
+    (
+        "grid.learning_rate",
+        lambda: gl.SweepSpec(**spec_kwargs(grid={"learning_rate": [0.1, 0.10000000001]})),
+    ),
+    (
+        "grid.learning_rate",
+        lambda: gl.SweepSpec(**spec_kwargs(grid={"learning_rate": {"logspace": [-1, -1, 3]}})),
+    ),
+    (
+        "grid.learning_rate",
+        lambda: gl.SweepSpec(**spec_kwargs(grid={"learning_rate": [[0.1, 0.2]]})),
+    ),
+    ("optimizers", lambda: gl.SweepSpec(**spec_kwargs(optimizers=("sgd", " sgd ")))),
+    ("grid.b2", lambda: gl.SweepSpec(**spec_kwargs(optimizers=("adam",), grid={"b2": [1.0]}))),
+    (
+        "grid.momentum",
+        lambda: gl.SweepSpec(**spec_kwargs(optimizers=("momentum",), grid={"momentum": [1.0]})),
+    ),
+    ("data.n_test", lambda: gl.DataSpec(n_test=-1)),
+    (
+        "loss",
+        lambda: gl.SweepSpec(
+            **spec_kwargs(data=gl.DataSpec(name="teacher", options={"task": "regression"}))
+        ),
+    ),
 ]
 
 
@@ -153,7 +182,20 @@ def test_bad_python_spec_names_the_field(field, build):
     assert isinstance(err.value, ValueError)
 
 
+def test_values_that_survive_the_way_in_are_kept():
+    spec = gl.SweepSpec(**spec_kwargs(optimizers=(" clip_by_global_norm | sgd ",), grid={}))
+    assert spec.optimizers == ("clip_by_global_norm|sgd",)  # one label per chain
+    empty_test = gl.SweepSpec(**spec_kwargs(data=gl.DataSpec(name="digits", n_test=0)))
+    assert empty_test.data.n_test == 0  # documented: an empty test set
+    assert empty_test.shrunk().data.n_test == 0  # and shrinking keeps it empty
+    ds = gl.run(empty_test.replace(steps=2), progress=False)
+    assert np.isnan(ds.test_loss).all() and np.isfinite(ds.final_loss).all()
+    ok = gl.SweepSpec(**spec_kwargs(grid={"learning_rate": [1e-30, 3e38], "seed": [2**31 - 1]}))
+    assert ok.grid["learning_rate"] == (1e-30, 3e38)
+
+
 BAD_TOML = [
+    ("toml", "a = " + "[" * 800 + "]" * 800),  # deeper than the parser's recursion
     ("toml", "steps = \n"),
     ("toml", "[grid\nseed = [0]"),
     ("stepz", "stepz = 10\n"),

@@ -219,7 +219,10 @@ def check_real(key: str, value: Any, low: float, high: float | None = None) -> f
 
 
 def _numeric(key: str, a: Any) -> np.ndarray:
-    a = np.asarray(a)
+    try:
+        a = np.asarray(a)
+    except ValueError as err:  # ragged nested lists
+        raise ConfigError(f"data: {key} is not a rectangular array ({err})") from None
     if a.dtype.kind in "cmMOSUV" and a.dtype.name != "bfloat16":
         raise ConfigError(f"data: {key} must be real numbers, got dtype {a.dtype}")
     if a.ndim == 0:
@@ -250,6 +253,10 @@ def _is_labels(y: np.ndarray) -> bool:
     return bool(np.isfinite(y).all() and (y == np.round(y)).all())
 
 
+def _is_one_hot(y: np.ndarray) -> bool:
+    return bool(np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all())
+
+
 def _labels(key: str, y: np.ndarray) -> np.ndarray:
     if y.ndim != 1:
         raise ConfigError(f"data: {key} class labels must be 1-D, got shape {list(y.shape)}")
@@ -265,6 +272,12 @@ def _labels(key: str, y: np.ndarray) -> np.ndarray:
 def _targets(key: str, y: np.ndarray) -> np.ndarray:
     if y.ndim > 2:
         raise ConfigError(f"data: {key} regression targets must be [n] or [n, k], got {y.shape}")
+    if y.ndim == 2 and y.shape[1] > 1 and len(y) and _is_one_hot(y):
+        raise ConfigError(
+            f"data: {key} looks one-hot ({y.shape[1]} columns of 0/1, one 1 per row): pass the "
+            f"class labels ({key}.argmax(1)) for classification; loss='mse' on labels trains "
+            "against the one-hot vectors"
+        )
     y = np.ascontiguousarray(y if y.ndim == 2 else y[:, None], np.float32)
     if not np.isfinite(y).all():
         raise ConfigError(f"data: {key} contains NaN/inf")
