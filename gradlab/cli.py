@@ -160,7 +160,8 @@ def _run(args: argparse.Namespace) -> int:
     table = analysis.compare_optimizers(ds)
     print(analysis.format_table(table))
     print(
-        f"\n{ds.attrs['wall_time_s']:.1f} s wall ({ds.attrs['compile_time_s']:.1f} s compiling); "
+        f"\n{ds.attrs['wall_time_s']:.1f} s wall ({ds.attrs['compile_time_s']:.1f} s compiling, "
+        f"{ds.attrs['run_time_s']:.1f} s training{_sessions(ds)}); "
         f"results in {out}/ (gradlab.load({out!r}))"
     )
     if not args.no_report:
@@ -169,6 +170,11 @@ def _run(args: argparse.Namespace) -> int:
         page = write_report(ds, Path(out) / "report")
         print(f"report: {page}")
     return 0
+
+
+def _sessions(ds) -> str:
+    n = ds.attrs.get("sessions", 1)
+    return f", over {n} sessions" if n > 1 else ""
 
 
 def _report(args: argparse.Namespace) -> int:
