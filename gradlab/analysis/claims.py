@@ -151,6 +151,13 @@ class ClaimSet:
         return path
 
 
+def _bound(relation: str, expected: float, tol: float) -> str:
+    """What a claim requires, in words: ``≈ 1.76 ± 0.05``, ``< 1``, ``> 1.4``."""
+    if relation == "≈":
+        return f"≈ {expected:.3g}" + (f" ± {tol:.2g}" if tol else "")
+    return f"{relation} {expected + tol if relation == '<' else expected - tol:.3g}"
+
+
 def claims_markdown(claim_sets: Iterable[ClaimSet]) -> str:
     """A markdown table of every claim of some notebooks (the README's table of results).
 
@@ -158,8 +165,9 @@ def claims_markdown(claim_sets: Iterable[ClaimSet]) -> str:
       claim_sets: the notebooks' claims, e.g. ``[load_claims(p) for p in paths]``.
 
     Returns:
-      One row per claim: notebook, claim, measured, expected (with the relation and the
-      tolerance of the run), source; numbers to 3 significant digits.
+      One row per claim: notebook, claim, measured, what it must be (``≈ e ± tol``, or the
+      bound ``< e + tol`` / ``> e − tol`` at the run's tolerance), source; numbers to 3
+      significant digits.
 
     Example:
       >>> paths = sorted(Path("notebooks/claims").glob("*.json"))  # doctest: +SKIP
@@ -169,7 +177,7 @@ def claims_markdown(claim_sets: Iterable[ClaimSet]) -> str:
     for claims in claim_sets:
         for c in claims.claims:
             tol = c.fast_tolerance if claims.fast else c.tolerance
-            expected = f"{c.relation} {c.expected:.3g} ± {tol:.2g}"
+            expected = _bound(c.relation, c.expected, tol)
             name = c.name.replace("|", "\\|")
             rows.append(
                 f"| {claims.notebook} | {name} | {c.measured:.3g} | {expected} | {c.source} |"
