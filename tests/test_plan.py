@@ -61,3 +61,19 @@ def test_results_do_not_depend_on_chunk_size(dataset):
         chunked = gl.run(spec, chunk_size=chunk_size, progress=False)
         for name in ("loss", "grad_norm", "update_norm", "delta_rms_layer", "final_loss"):
             np.testing.assert_allclose(chunked[name], whole[name], rtol=1e-5, err_msg=name)
+
+
+def test_a_grid_whose_result_cannot_fit_in_memory_is_refused_up_front(dataset):
+    # 10⁸ runs: refused by the estimate (naming the size), before any compilation.
+    grid = {"seed": list(range(10_000)), "learning_rate": list(np.geomspace(1e-4, 1, 10_000))}
+    spec = make_spec(dataset, optimizers=("sgd",), grid=grid)
+    with pytest.raises(gl.ConfigError, match=r"grid: the result Dataset would need [\d.]+ GiB"):
+        gl.make_plan(spec, dataset)
+
+
+def test_the_result_size_estimate_is_the_datasets_size(dataset):
+    spec = make_spec(dataset, optimizers=("sgd", "adam"), metrics=("default", "sharpness"))
+    ds = gl.run(spec, progress=False)
+    runs = ds.sizes["optimizer"] * ds.sizes["seed"] * ds.sizes["learning_rate"]
+    estimate = gl.engine.plan.result_bytes(spec, runs, ds.sizes["step"], ds.sizes["layer"])
+    assert estimate == sum(ds[v].nbytes for v in ds.data_vars)

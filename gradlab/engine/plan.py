@@ -15,13 +15,14 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import os
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from gradlab import data as data_lib
-from gradlab import models, optim, store
+from gradlab import models, optim, schema, store
 from gradlab.engine import program
 from gradlab.engine.platform import DEFAULT_MEMORY_BUDGET, max_chunk
 from gradlab.errors import ConfigError
@@ -35,6 +36,7 @@ __all__ = [
     "eval_layout",
     "make_plan",
     "resolve_data",
+    "result_bytes",
     "shared_batch_order",
 ]
 
@@ -181,13 +183,10 @@ def make_plan(
         for values in itertools.product(*static.values())
     )
     traced = spec.traced_axes
-    grid_points = list(itertools.product(*traced.values()))
-    runs = {
-        name: np.array([p[i] for p in grid_points], _traced_dtype(name))
-        for i, name in enumerate(traced)
-    }
     logged = np.arange(0, (steps // spec.log_every) * spec.log_every, spec.log_every)
-    num_runs = len(grid_points)
+    num_runs = math.prod(len(v) for v in traced.values())
+    configs = tuple(program.make_config(spec, g, dataset, steps) for g in groups)
+    _check_result_size(spec, len(groups) * num_runs, len(logged), configs[0].num_layers)
     if chunk_size is None:
         batch = static.get("batch_size", (spec.batch_size,))[0]
         per_run = bytes_per_run(spec, dataset, len(logged), batch or n_train)
@@ -200,7 +199,6 @@ def make_plan(
         chunk_size = max(1, min(num_runs, cap, memory_budget // per_run))
     chunk_size = min(chunk_size, num_runs)
     chunk_size = math.ceil(chunk_size / num_devices) * num_devices
-    configs = tuple(program.make_config(spec, g, dataset, steps) for g in groups)
     spec_toml = spec.toml
     layout = store.Layout(
         fingerprint=spec.fingerprint(),
@@ -217,7 +215,16 @@ def make_plan(
         layer_sizes=program.layer_sizes(configs[0]),
     )
     return Plan(
-        spec, spec_toml, groups, configs, runs, steps, steps_per_epoch, logged, chunk_size, layout
+        spec,
+        spec_toml,
+        groups,
+        configs,
+        _runs_table(traced),
+        steps,
+        steps_per_epoch,
+        logged,
+        chunk_size,
+        layout,
     )
 
 
@@ -239,6 +246,43 @@ def bytes_per_run(spec: SweepSpec, dataset: data_lib.Dataset, logged: int, batch
     if "per_example" in spec.metrics:
         curvature += batch * n_params
     return 4 * (8 * n_params + activations + logged * per_step + curvature) + 1024
+
+
+def _runs_table(traced: Mapping[str, tuple[Any, ...]]) -> dict[str, np.ndarray]:
+    """Traced axis -> [num_runs] values: the Cartesian product of the axes in C order."""
+    axes = [np.asarray(values, _traced_dtype(name)) for name, values in traced.items()]
+    return {
+        name: grid.ravel()
+        for name, grid in zip(traced, np.meshgrid(*axes, indexing="ij"), strict=True)
+    }
+
+
+def _check_result_size(spec: SweepSpec, runs: int, logged: int, num_layers: int) -> None:
+    need = result_bytes(spec, runs, logged, num_layers)
+    if need > result_budget():
+        raise ConfigError(
+            f"grid: the result Dataset would need {need / 2**30:.1f} GiB ({runs:,} runs x "
+            f"{logged} logged steps), more than half of this machine's memory "
+            f"({result_budget() * 2 / 2**30:.0f} GiB): record fewer steps (log_every), fewer "
+            "metrics, or split the grid"
+        )
+
+
+def result_bytes(spec: SweepSpec, runs: int, logged: int, num_layers: int) -> int:
+    """Bytes of the assembled result Dataset: every recorded variable (:mod:`gradlab.schema`) of
+    every run, at its dims."""
+    per_run = 0
+    for name in schema.variables_of(spec.metrics):
+        variable = schema.VARIABLES[name]
+        size = {(): 1, schema.STEP: logged, schema.STEP_LAYER: logged * num_layers}[variable.dims]
+        per_run += size * np.dtype(variable.dtype).itemsize
+    return runs * per_run
+
+
+def result_budget() -> int:
+    """The most bytes a result Dataset may take: half of the machine's physical memory (it is
+    assembled in memory; a larger sweep must log less often or be split)."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
 
 
 def shared_batch_order(n: int, batch: int | None, steps: int, seed: int) -> np.ndarray | None:
