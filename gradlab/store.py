@@ -4,7 +4,10 @@ A run directory holds::
 
     spec.toml            the sweep, as TOML
     manifest.json        the layout: groups, grid, steps, chunking, and the spec's fingerprint
-    chunks/gGGG-cCCCCC.nc  one finished chunk of one group (netCDF-4 via h5netcdf)
+    chunks/gGGG-cCCCCC.nc  one finished chunk of one group (netCDF-4 via h5netcdf); its attrs say
+                         which sweep (fingerprint), group, chunk size and run range it holds,
+                         with a SHA-256 of its arrays, and a chunk that does not verify is
+                         recomputed, never reused
     sessions/*.json      the time each session (process and call) spent, for the totals
     result.nc            the assembled Dataset, written when every chunk is done
 
@@ -17,10 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import math
 import os
 import shutil
+import warnings
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
@@ -105,6 +110,21 @@ def _write_netcdf(path: Path, ds: xr.Dataset) -> None:
 
 def _chunk_dataset(outputs: Mapping[str, np.ndarray]) -> xr.Dataset:
     return xr.Dataset({k: (("run", *VARIABLES[k].dims), np.asarray(v)) for k, v in outputs.items()})
+
+
+def _checksum(arrays: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 of a chunk's arrays: every variable's name, dtype, shape and bytes."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    """A netCDF attribute as a plain Python value (numpy scalars come back from the file)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def versions() -> dict[str, str]:
@@ -241,39 +261,54 @@ class RunDir:
     def chunk_size_of(self, chunk: int) -> int:
         return min(self.layout.chunk_size, self.layout.num_runs - chunk * self.layout.chunk_size)
 
-    def read_chunk(self, group: int, chunk: int) -> dict[str, np.ndarray] | None:
-        """A finished chunk's arrays, or None when it is missing or unreadable."""
+    def chunk_identity(self, group: int, chunk: int) -> dict[str, Any]:
+        """What a chunk file must say about itself to be reused: the sweep's fingerprint, its
+        group and index, the chunk size it was cut with and its run range."""
+        start = chunk * self.layout.chunk_size
+        return {
+            "fingerprint": self.layout.fingerprint,
+            "group": group,
+            "chunk": chunk,
+            "chunk_size": self.layout.chunk_size,
+            "run_start": start,
+            "run_stop": start + self.chunk_size_of(chunk),
+        }
+
+    def read_chunk(self, group: int, chunk: int) -> tuple[dict[str, np.ndarray] | None, str]:
+        """A finished chunk's arrays, or ``None`` and why not: missing, truncated or corrupt,
+        a checksum that does not match the contents, or a file written for another sweep,
+        chunk size or run range."""
         path = self.chunk_path(group, chunk)
         if not path.exists():
-            return None
+            return None, "missing"
         try:
             with xr.open_dataset(path, engine="h5netcdf") as ds:
-                if ds.sizes.get("run") != self.chunk_size_of(chunk):
-                    return None
-                return {k: ds[k].values for k in ds.data_vars}
-        except Exception:  # a truncated/corrupt file: recompute it
-            return None
+                arrays = {k: ds[k].values for k in ds.data_vars}
+                attrs = dict(ds.attrs)
+        except Exception as err:
+            return None, f"unreadable ({type(err).__name__})"
+        expected = self.chunk_identity(group, chunk)
+        differ = [k for k in expected if _plain(attrs.get(k)) != expected[k]]
+        if differ:
+            return None, f"written for another sweep or chunking ({', '.join(differ)} differ)"
+        if attrs.get("checksum") != _checksum(arrays):
+            return None, "its checksum does not match its contents"
+        return arrays, ""
 
     def has_chunk(self, group: int, chunk: int) -> bool:
-        """Whether a whole, readable chunk file exists (a corrupt one is removed).
-
-        A chunk file is only ever renamed into place whole, so opening it and checking its
-        run count is enough; its values are read once, when the Dataset is assembled.
-        """
-        path = self.chunk_path(group, chunk)
-        if not path.exists():
-            return False
-        try:
-            with xr.open_dataset(path, engine="h5netcdf") as ds:
-                if ds.sizes.get("run") == self.chunk_size_of(chunk):
-                    return True
-        except Exception:  # a truncated/corrupt file: recompute it
-            pass
-        path.unlink(missing_ok=True)
-        return False
+        """Whether a chunk file that verifies exists (:meth:`read_chunk`). One that exists and
+        does not verify is removed, with a warning, so the sweep computes it again."""
+        arrays, why = self.read_chunk(group, chunk)
+        if arrays is None and why != "missing":
+            path = self.chunk_path(group, chunk)
+            warnings.warn(f"{path}: {why}; it is recomputed", RuntimeWarning, stacklevel=2)
+            path.unlink(missing_ok=True)
+        return arrays is not None
 
     def write_chunk(self, group: int, chunk: int, outputs: Mapping[str, np.ndarray]) -> None:
-        _write_netcdf(self.chunk_path(group, chunk), _chunk_dataset(outputs))
+        ds = _chunk_dataset(outputs)
+        ds.attrs.update(self.chunk_identity(group, chunk), checksum=_checksum(outputs))
+        _write_netcdf(self.chunk_path(group, chunk), ds)
 
     def missing(self) -> list[tuple[int, int]]:
         return [
@@ -287,11 +322,11 @@ class RunDir:
         chunks = {}
         for g in range(self.layout.num_groups):
             for c in range(self.layout.num_chunks):
-                arrays = self.read_chunk(g, c)
+                arrays, why = self.read_chunk(g, c)
                 if arrays is None:
                     raise ValueError(
                         f"run directory {self.path} is incomplete: chunk {c} of group {g} is "
-                        "missing or unreadable; run the same sweep again to finish it"
+                        f"{why}; run the same sweep again to finish it"
                     )
                 chunks[(g, c)] = arrays
         spec = (self.path / "spec.toml").read_text()

@@ -142,3 +142,41 @@ def test_a_run_directory_from_before_the_layer_coordinates_is_resumed(spec, tmp_
     assert again.attrs["sessions"] == 1  # nothing was computed again
     xr.testing.assert_identical(again.drop_attrs(), ds.drop_attrs())
     assert "layer_sizes" in json.loads((out / "manifest.json").read_text())
+
+
+def _flip_bytes_inside_the_data(path):
+    """Overwrite 40 bytes in the middle of the file's largest stretch of array data."""
+    raw = bytearray(path.read_bytes())
+    middle = len(raw) // 2
+    raw[middle : middle + 40] = bytes(40 - b % 7 for b in raw[middle : middle + 40])
+    path.write_bytes(bytes(raw))
+
+
+def test_chunks_that_do_not_verify_are_recomputed_never_reused(spec, tmp_path):
+    out = tmp_path / "run"
+    ds = gl.run(spec, out=str(out), chunk_size=4, progress=False)
+    chunks = sorted((out / "chunks").glob("*.nc"))
+    # 1. corrupted bytes inside a chunk's data
+    _flip_bytes_inside_the_data(chunks[1])
+    (out / "result.nc").unlink()
+    with pytest.warns(RuntimeWarning, match=r"g000-c00001.nc: (its checksum|unreadable)"):
+        again = gl.run(spec, out=str(out), chunk_size=4, progress=False)
+    xr.testing.assert_identical(again.drop_attrs(), ds.drop_attrs())
+    # 2. another spec's chunks dropped in, with the manifest gone: nothing of it is adopted
+    other = spec.replace(grid={"seed": [0, 1, 2], "learning_rate": [0.2, 50.0]})
+    elsewhere = tmp_path / "other"
+    gl.run(other, out=str(elsewhere), chunk_size=4, progress=False)
+    for path in (elsewhere / "chunks").glob("*.nc"):
+        (out / "chunks" / path.name).write_bytes(path.read_bytes())
+    (out / "manifest.json").unlink()
+    (out / "result.nc").unlink()
+    with pytest.warns(RuntimeWarning, match="another sweep or chunking .fingerprint"):
+        mixed = gl.run(spec, out=str(out), chunk_size=4, progress=False)
+    xr.testing.assert_identical(mixed.drop_attrs(), ds.drop_attrs())
+    # 3. the same spec cut into other chunks: its chunks are not this chunking's
+    (out / "manifest.json").unlink()
+    (out / "result.nc").unlink()
+    with pytest.warns(RuntimeWarning, match="chunk_size"):  # 2 runs a chunk (conftest: 2 devices)
+        recut = gl.run(spec, out=str(out), chunk_size=2, progress=False)
+    for name in ("loss", "grad_norm", "final_loss", "diverged_at"):
+        np.testing.assert_allclose(recut[name], ds[name], rtol=1e-5, err_msg=name)
