@@ -70,7 +70,7 @@ def comparison_dataset() -> xr.Dataset:
     ds["final_loss"] = ds["final_loss"].copy(data=[[[0.5, 99.0], [0.7, 0.9]], [[1, 2], [3, 4]]])
     ds["test_accuracy"] = ds["final_loss"] * 0 + 0.8
     clipped = ds["clipped"].values
-    clipped[0, 0, 1, 2] = True  # the diverged run, at its divergence step: counts
+    clipped[0, 0, 1, 1] = True  # the diverged run, before its divergence step (2): counts
     clipped[0, 0, 1, 4] = True  # the diverged run after divergence: does not
     clipped[0, 1, 0, 0] = True
     clipped[1, :, :, :] = True  # the clip chain clips every step

@@ -31,8 +31,8 @@ def test_compare_optimizers_known_table():
     assert clip["final_loss"] == pytest.approx(2.5)
     assert sgd["test_accuracy"] == pytest.approx(0.8)
     assert math.isnan(sgd["test_loss"])  # no such variable
-    # alive steps: 3 (run diverged at step 2) + 3 * 5; clipped on 2 of them
-    assert sgd["clip_rate"] == pytest.approx(2 / 18) and clip["clip_rate"] == 1.0
+    # applied steps: 2 (the run that diverged at step 2) + 3 * 5; clipped on 2 of them
+    assert sgd["clip_rate"] == pytest.approx(2 / 17) and clip["clip_rate"] == 1.0
     assert sgd["max_grad_norm"] == 7.0 and clip["max_grad_norm"] == 1.0
     assert sgd["diverged_at"] == 2 and math.isnan(clip["diverged_at"])
     # per run: max over alive steps of sharpness / bound; sgd runs reach 1.5 except the one that

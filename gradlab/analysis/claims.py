@@ -178,9 +178,9 @@ def claims_markdown(claim_sets: Iterable[ClaimSet]) -> str:
         for c in claims.claims:
             tol = c.fast_tolerance if claims.fast else c.tolerance
             expected = _bound(c.relation, c.expected, tol)
-            name = c.name.replace("|", "\\|")
+            name, source = (text.replace("|", "\\|") for text in (c.name, c.source))
             rows.append(
-                f"| {claims.notebook} | {name} | {c.measured:.3g} | {expected} | {c.source} |"
+                f"| {claims.notebook} | {name} | {c.measured:.3g} | {expected} | {source} |"
             )
     return "\n".join(rows)
 

@@ -16,16 +16,19 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from gradlab.analysis.selection import SEED, Axes, alive, pool_axes, quiet_nan_warnings
+from gradlab.analysis.selection import SEED, Axes, applied, pool_axes, quiet_nan_warnings
 
 __all__ = ["fire_rate", "typical_grad_norm"]
 
 
 def fire_rate(ds: xr.Dataset, var: str = "clipped", over: Axes = SEED) -> xr.DataArray:
-    r"""How often an intervention fired: the fraction of alive logged steps where ``var`` is set.
+    r"""How often an intervention fired: the fraction of applied logged steps where ``var`` is set.
 
-    .. math:: f = \frac{\sum_{r, s} \mathrm{alive}(r, s)\,[\texttt{var}(r, s)]}
-       {\sum_{r, s} \mathrm{alive}(r, s)}
+    .. math:: f = \frac{\sum_{r, s} \mathrm{applied}(r, s)\,[\texttt{var}(r, s)]}
+       {\sum_{r, s} \mathrm{applied}(r, s)}
+
+    (:func:`~gradlab.analysis.selection.applied`: the step of divergence applies no update, so
+    it has no clip or skip flag and is not counted).
 
     with the sums over the logged steps and the runs pooled by ``over``. ``clipped``: a clip
     stage changed the gradient; ``skipped``: ``apply_if_finite`` dropped the update.
@@ -47,11 +50,11 @@ def fire_rate(ds: xr.Dataset, var: str = "clipped", over: Axes = SEED) -> xr.Dat
     """
     if var not in ds or "step" not in ds[var].dims:
         raise ValueError(f"{var!r} is not a per-step variable of the Dataset")
-    live = alive(ds)
-    fired = ds[var].astype(bool) & live
+    steps = applied(ds)
+    fired = ds[var].astype(bool) & steps
     dims = [*pool_axes(ds, over), "step"]
     with quiet_nan_warnings():
-        return (fired.sum(dims) / live.sum(dims)).rename(f"{var}_rate")
+        return (fired.sum(dims) / steps.sum(dims)).rename(f"{var}_rate")
 
 
 def typical_grad_norm(

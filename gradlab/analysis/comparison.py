@@ -20,6 +20,7 @@ from gradlab.analysis.selection import (
     SEED,
     Axes,
     alive,
+    applied,
     grid_axes,
     in_dataset_order,
     pool_axes,
@@ -46,7 +47,7 @@ def compare_optimizers(ds: xr.Dataset, lr: str = LR) -> pd.DataFrame:
     - ``stable_decades``: log10(max / min stable learning rate);
     - ``final_loss``, ``test_loss``, ``test_accuracy``: medians over the runs that did not
       diverge;
-    - ``clip_rate``: fraction of alive steps, over all runs, at which a clip stage changed the
+    - ``clip_rate``: fraction of applied steps, over all runs, at which a clip stage changed the
       gradient (0 for chains without clipping);
     - ``max_grad_norm``: largest finite raw gradient norm measured in any alive step of any run
       (non-finite gradients are counted by ``diverged`` instead);
@@ -84,7 +85,7 @@ def compare_optimizers(ds: xr.Dataset, lr: str = LR) -> pd.DataFrame:
             if name in ds:
                 cols[name] = surviving(ds, name).median(grid)
         if "clipped" in ds:
-            cols["clip_rate"] = ds["clipped"].astype(float).where(live).mean(steps)
+            cols["clip_rate"] = ds["clipped"].astype(float).where(applied(ds)).mean(steps)
         if "grad_norm" in ds:
             g = ds["grad_norm"]
             cols["max_grad_norm"] = g.where(live & np.isfinite(g)).max(steps)

@@ -140,10 +140,33 @@ def alive(ds: xr.Dataset) -> xr.DataArray:
       A boolean DataArray with dims ``(optimizer, *grid, step)``.
 
     Example:
-      >>> ds["clipped"].where(alive(ds)).mean()  # clip-fire rate  # doctest: +SKIP
+      >>> ds["grad_norm"].where(alive(ds)).max()  # the largest measured ‖g‖  # doctest: +SKIP
     """
     at = ds["diverged_at"]
     return (at < 0) | (ds["step"] <= at)
+
+
+def applied(ds: xr.Dataset) -> xr.DataArray:
+    r"""Which logged steps applied their update: alive, and not the step of divergence.
+
+    .. math:: \mathrm{applied}(r, s) = [\,d_r = -1\,] \lor [\,s < d_r\,]
+
+    The variables that describe the update (``update_norm``, ``update_ratio_layer``,
+    ``clipped``, ``skipped``; ``of_update`` in :mod:`gradlab.schema`) exist only at these
+    steps: at the step of divergence the update is not applied, and they are NaN (False for the
+    flags). A rate of such a variable counts these steps, not the alive ones.
+
+    Args:
+      ds: a result Dataset with ``diverged_at`` and a ``step`` coordinate.
+
+    Returns:
+      A boolean DataArray with dims ``(optimizer, *grid, step)``.
+
+    Example:
+      >>> ds["clipped"].where(applied(ds)).mean()  # clip-fire rate  # doctest: +SKIP
+    """
+    at = ds["diverged_at"]
+    return (at < 0) | (ds["step"] < at)
 
 
 def surviving(ds: xr.Dataset, name: str) -> xr.DataArray:
