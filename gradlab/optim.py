@@ -7,7 +7,9 @@ every stage to its right (``"apply_if_finite|sgd"`` skips steps whose gradient i
 Every stage reads its hyperparameters from the sweep grid by name, as traced arrays, so one
 compiled program serves every value on the grid; where the grid is silent the stage default is
 used. A chain may also be a callable ``hparams -> optax.GradientTransformation`` receiving the
-same mapping.
+same mapping. The stages are the registry :data:`STAGES` and the learning-rate schedules applied
+to every optimizer stage the registry :data:`SCHEDULES` (see :func:`make_schedule`); the spec
+validates names against them.
 
 =======================  ===========================================  =========================
 stage                    optax                                        hyperparameters (default)
@@ -48,17 +50,24 @@ import optax
 
 __all__ = [
     "HPARAM_RANGES",
+    "SCHEDULES",
     "STAGES",
     "ClipObservation",
+    "SkipObservation",
+    "Stage",
     "build_chain",
     "chain_hparams",
     "chain_name",
     "clipped",
+    "hparam",
     "ignores_layout",
     "make_schedule",
     "observe_changes",
+    "observe_skips",
     "skipped",
+    "stability_rule",
     "states_of",
+    "tolerates_nonfinite",
 ]
 
 ChainFactory = Callable[[Mapping[str, Any]], optax.GradientTransformation]
@@ -74,16 +83,23 @@ class Stage:
     # Reads the arrays' axes (e.g. unit-wise norms over a kernel's input axis), so the result
     # changes when a kernel is stored transposed; see :func:`ignores_layout`.
     reads_axes: bool = False
+    # The edge-of-stability rule of an optimizer stage (gradlab.curvature.stability_threshold):
+    # "sgd", "momentum", "adam", or None where no closed form is known.
+    stability_rule: str | None = None
 
 
 STAGES: dict[str, Stage] = {
     "sgd": Stage(
-        {"learning_rate": 1e-2}, lambda learning_rate: optax.sgd(learning_rate), "optimizer"
+        {"learning_rate": 1e-2},
+        lambda learning_rate: optax.sgd(learning_rate),
+        "optimizer",
+        stability_rule="sgd",
     ),
     "momentum": Stage(
         {"learning_rate": 1e-2, "momentum": 0.9},
         lambda learning_rate, momentum: optax.sgd(learning_rate, momentum=momentum),
         "optimizer",
+        stability_rule="momentum",
     ),
     "nesterov": Stage(
         {"learning_rate": 1e-2, "momentum": 0.9},
@@ -91,7 +107,10 @@ STAGES: dict[str, Stage] = {
         "optimizer",
     ),
     "adam": Stage(
-        {"learning_rate": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-8}, optax.adam, "optimizer"
+        {"learning_rate": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-8},
+        optax.adam,
+        "optimizer",
+        stability_rule="adam",
     ),
     "adamw": Stage(
         {"learning_rate": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 1e-4},
@@ -112,7 +131,14 @@ STAGES: dict[str, Stage] = {
         "clip",
         reads_axes=True,
     ),
-    "apply_if_finite": Stage({"max_consecutive_errors": 5}, None, "wrapper"),  # type: ignore[arg-type]
+    # A wrapper's build takes the transformation of the stages to its right first.
+    "apply_if_finite": Stage(
+        {"max_consecutive_errors": 5},
+        lambda inner, max_consecutive_errors: observe_skips(
+            optax.apply_if_finite(inner, max_consecutive_errors), max_consecutive_errors
+        ),
+        "wrapper",
+    ),
 }
 
 # Valid range of each hyperparameter: (lower, upper, lower bound included).
@@ -165,26 +191,94 @@ def chain_hparams(chain: str) -> dict[str, float]:
     return out
 
 
+ScheduleBuilder = Callable[[jax.Array, int, int], optax.ScalarOrSchedule]
+
+
+def _constant(peak: jax.Array, total_steps: int, warmup_steps: int) -> optax.ScalarOrSchedule:
+    """η_t = η."""
+    del total_steps, warmup_steps
+    return peak
+
+
+def _cosine(peak: jax.Array, total_steps: int, warmup_steps: int) -> optax.ScalarOrSchedule:
+    """η_t = η·½(1 + cos(π·min(t, T)/T)), T = ``total_steps``: η at t = 0, 0 at t = T."""
+    del warmup_steps
+    return optax.cosine_decay_schedule(peak, max(total_steps, 1))
+
+
+def _warmup_cosine(peak: jax.Array, total_steps: int, warmup_steps: int) -> optax.ScalarOrSchedule:
+    """η_t = η·t/W for t < W, then η·½(1 + cos(π·min(t − W, T − W)/(T − W))).
+
+    ``optax.warmup_cosine_decay_schedule`` cannot serve here: it tests ``peak_value == 0`` in
+    Python, which fails for a traced (vmapped) learning rate. Its two pieces, joined at W, are
+    the same schedule with end value 0 and only array arithmetic on ``peak``.
+    """
+    decay_steps = max(total_steps - warmup_steps, 1)
+    return optax.join_schedules(
+        [
+            optax.linear_schedule(0.0, peak, warmup_steps),
+            optax.cosine_decay_schedule(peak, decay_steps),
+        ],
+        [warmup_steps],
+    )
+
+
+def _warmup_constant(
+    peak: jax.Array, total_steps: int, warmup_steps: int
+) -> optax.ScalarOrSchedule:
+    """η_t = η·min(t, W)/W."""
+    del total_steps
+    return optax.linear_schedule(0.0, peak, warmup_steps)
+
+
+# Learning-rate schedules by name: (peak η, total steps T, warmup steps W) -> optax schedule.
+# Every builder does only array arithmetic on η, which is a traced hyperparameter in a sweep.
+SCHEDULES: dict[str, ScheduleBuilder] = {
+    "constant": _constant,
+    "cosine": _cosine,
+    "warmup_cosine": _warmup_cosine,
+    "warmup_constant": _warmup_constant,
+}
+
+
 def make_schedule(
     kind: str, peak: jax.Array, total_steps: int, warmup_steps: int = 0
 ) -> optax.ScalarOrSchedule:
-    """A learning-rate schedule peaking at the (traced) ``peak`` learning rate.
+    """A learning-rate schedule peaking at the (traced) ``peak`` learning rate η.
 
-    ``"constant"``: η; ``"cosine"``: η·½(1+cos(πt/T)); ``"warmup_cosine"``: linear 0 -> η over
-    ``warmup_steps``, then cosine to 0 at ``total_steps``; ``"warmup_constant"``: linear warmup,
-    then η.
+    The value at optimizer step t (the count of updates applied before it), with T =
+    ``total_steps`` and W = ``warmup_steps``:
+
+    * ``"constant"``: η (returned as it is, not as a function);
+    * ``"cosine"``: η·½(1 + cos(π·min(t, T)/T)), from η down to 0 at T (Loshchilov & Hutter);
+    * ``"warmup_cosine"``: η·t/W for t < W (linear from 0), then
+      η·½(1 + cos(π·min(t − W, T − W)/(T − W))), down to 0 at T;
+    * ``"warmup_constant"``: η·min(t, W)/W.
+
+    Args:
+      kind: a name in :data:`SCHEDULES`.
+      peak: the peak learning rate η, a Python float or a (traced) scalar array.
+      total_steps: T, the length of the run.
+      warmup_steps: W, the length of the linear warmup.
+
+    Returns:
+      ``peak`` for ``"constant"``, else a function of the step count (an ``optax.Schedule``).
+
+    Raises:
+      ValueError: unknown ``kind``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> lr = jax.vmap(lambda eta: make_schedule("warmup_cosine", eta, 10, 2)(6))
+      >>> [round(float(v), 4) for v in lr(jnp.array([0.1, 1.0]))]
+      [0.05, 0.5]
+
+    References:
+      Loshchilov & Hutter, "SGDR: Stochastic Gradient Descent with Warm Restarts", 2017.
     """
-    if kind == "constant":
-        return peak
-    if kind == "cosine":
-        return optax.cosine_decay_schedule(peak, max(total_steps, 1))
-    if kind == "warmup_cosine":
-        return optax.warmup_cosine_decay_schedule(
-            0.0, peak, warmup_steps, max(total_steps, warmup_steps + 1)
-        )
-    if kind == "warmup_constant":
-        return optax.linear_schedule(0.0, peak, warmup_steps)
-    raise ValueError(f"unknown schedule {kind!r}")
+    if kind not in SCHEDULES:
+        raise ValueError(f"unknown schedule {kind!r}; valid schedules: {', '.join(SCHEDULES)}")
+    return SCHEDULES[kind](peak, total_steps, warmup_steps)
 
 
 class ClipObservation(NamedTuple):
@@ -214,6 +308,37 @@ def observe_changes(inner: optax.GradientTransformation) -> optax.GradientTransf
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+class SkipObservation(NamedTuple):
+    """State of :func:`observe_skips`: the ``apply_if_finite`` state and whether the last update
+    was dropped."""
+
+    inner: Any
+    skipped: jax.Array
+
+
+def observe_skips(
+    inner: optax.GradientTransformation, max_consecutive_errors: jax.Array | float
+) -> optax.GradientTransformation:
+    """Wrap ``optax.apply_if_finite(tx, max_consecutive_errors)`` so its state records whether
+    it dropped the last update.
+
+    ``apply_if_finite`` drops a non-finite update unless it is the (k+1)-th non-finite one in a
+    row, k = ``max_consecutive_errors``: then it gives up and applies it. Its own state says only
+    whether the update was finite (``last_finite``), so the drop is
+    ``not last_finite and notfinite_count <= k``.
+    """
+
+    def init_fn(params):
+        return SkipObservation(inner.init(params), jnp.zeros([], bool))
+
+    def update_fn(updates, state, params=None):
+        new, inner_state = inner.update(updates, state.inner, params)
+        dropped = ~inner_state.last_finite & (inner_state.notfinite_count <= max_consecutive_errors)
+        return new, SkipObservation(inner_state, dropped)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
 def build_chain(
     chain: str | ChainFactory,
     hparams: Mapping[str, jax.Array],
@@ -232,7 +357,8 @@ def build_chain(
       total_steps, warmup_steps: the schedule's horizon and warmup.
 
     Returns:
-      An ``optax.GradientTransformation``; clip stages are wrapped in :func:`observe_changes`.
+      An ``optax.GradientTransformation``; clip stages are wrapped in :func:`observe_changes`,
+      ``apply_if_finite`` in :func:`observe_skips`.
     """
     if not isinstance(chain, str):
         return chain(hparams)
@@ -244,12 +370,11 @@ def build_chain(
         parts = []
         for i, s in enumerate(stages):
             stage = STAGES[s]
+            kwargs = {k: value(s, k) for k in stage.defaults}
             if stage.kind == "wrapper":
                 # apply_if_finite: the rest of the chain runs only on finite gradients.
-                limit = value(s, "max_consecutive_errors")
-                parts.append(optax.apply_if_finite(build(stages[i + 1 :]), limit))
+                parts.append(stage.build(build(stages[i + 1 :]), **kwargs))
                 break
-            kwargs = {k: value(s, k) for k in stage.defaults}
             if stage.kind == "optimizer":
                 kwargs["learning_rate"] = make_schedule(
                     schedule, kwargs["learning_rate"], total_steps, warmup_steps
@@ -274,13 +399,19 @@ def clipped(opt_state: Any) -> jax.Array:
 
 
 def skipped(opt_state: Any) -> jax.Array:
-    """Whether ``apply_if_finite`` dropped the last update because it was not finite."""
-    flags = [~s.last_finite for s in states_of(opt_state, optax.ApplyIfFiniteState)]
+    """Whether ``apply_if_finite`` dropped the last update because it was not finite.
+
+    Exact for the chains :func:`build_chain` makes (their ``apply_if_finite`` is wrapped in
+    :func:`observe_skips`). In a user's chain with a bare ``optax.apply_if_finite`` the flag is
+    ``not last_finite``, which is also true for the non-finite update that is applied once more
+    than ``max_consecutive_errors`` came in a row.
+    """
+    observed = states_of(opt_state, SkipObservation)
+    if observed:
+        flags = [s.skipped for s in observed]
+    else:
+        flags = [~s.last_finite for s in states_of(opt_state, optax.ApplyIfFiniteState)]
     return jnp.any(jnp.stack(flags)) if flags else jnp.zeros([], bool)
-
-
-# The linear-stability rule of each optimizer stage (gradlab.curvature.stability_threshold).
-_STABILITY_RULES = {"sgd": "sgd", "momentum": "momentum", "adam": "adam"}
 
 
 def stability_rule(chain: str | ChainFactory) -> str | None:
@@ -293,7 +424,7 @@ def stability_rule(chain: str | ChainFactory) -> str | None:
     if not isinstance(chain, str):
         return None
     stages = [s for s in _stages(chain) if STAGES[s].kind == "optimizer"]
-    return _STABILITY_RULES.get(stages[0]) if len(stages) == 1 else None
+    return STAGES[stages[0]].stability_rule if len(stages) == 1 else None
 
 
 def hparam(chain: str, name: str, hparams: Mapping[str, Any]) -> Any:
@@ -311,4 +442,4 @@ def ignores_layout(chain: str | ChainFactory) -> bool:
 
 def tolerates_nonfinite(chain: str | ChainFactory) -> bool:
     """True for chains that skip non-finite gradients (``apply_if_finite``) instead of dying."""
-    return isinstance(chain, str) and "apply_if_finite" in _stages(chain)
+    return isinstance(chain, str) and any(STAGES[s].kind == "wrapper" for s in _stages(chain))

@@ -29,6 +29,7 @@ from gradlab.data import DATASETS
 from gradlab.errors import ConfigError, fail
 from gradlab.inits import INITS
 from gradlab.losses import LOSSES
+from gradlab.optim import SCHEDULES
 from gradlab.schema import METRIC_SETS
 
 __all__ = [
@@ -42,7 +43,6 @@ __all__ = [
 
 
 STATIC_AXES = ("activation", "init", "batch_size")
-SCHEDULES = ("constant", "cosine", "warmup_cosine", "warmup_constant")
 BATCH_ORDERS = ("shared", "per_seed")
 
 # Traced axes that the model or the engine read (the optimizer stages declare their own).

@@ -13,7 +13,10 @@ import jax
 import pytest
 
 # The tests' networks are tiny, so compiling dominates their time: skip XLA's backend
-# optimisations (about 3x faster compiles). Subprocesses (CLI tests) inherit the setting.
+# optimisations for the jitted code of the tests (reference loops, dense Hessians, theory).
+# gl.run's programs pass their own compile options (engine.platform.CPU_COMPILER_OPTIONS), which
+# take precedence, so every sweep is compiled as users compile it. Subprocesses (CLI tests)
+# inherit the setting.
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
 ).strip()

@@ -67,3 +67,14 @@ def test_changing_traced_values_does_not_recompile(dataset):
     assert len(compiles) == before
     assert ds.attrs["compile_time_s"] == 0.0
     assert list(ds.seed.values) == [5, 6]
+
+
+def test_a_program_is_compiled_for_its_devices(dataset):
+    # conftest exposes two CPU devices: the same sweep on one of them needs its own program.
+    spec = make_spec(dataset, grid={"seed": [0, 1], "learning_rate": [0.02]})
+    both = gl.run(spec, progress=False)
+    one = gl.run(spec, progress=False, devices=jax.devices()[:1])
+    assert both.attrs["devices"] == 2 and one.attrs["devices"] == 1
+    assert one.attrs["compile_time_s"] > 0
+    assert gl.run(spec, progress=False, devices=jax.devices()[:1]).attrs["compile_time_s"] == 0
+    np.testing.assert_allclose(one.loss, both.loss, rtol=1e-5)

@@ -33,9 +33,7 @@ def test_every_notebook_committed_its_full_run_claims():
         assert claims.claims, path
 
 
-@pytest.mark.parametrize(
-    ("notebook", "claim"), CLAIMS, ids=[f"{nb}: {c.name}" for nb, c in CLAIMS]
-)
+@pytest.mark.parametrize(("notebook", "claim"), CLAIMS, ids=[f"{nb}: {c.name}" for nb, c in CLAIMS])
 def test_claim(notebook, claim):
     assert claim.holds(fast=False), (
         f"{notebook}: {claim.name}: measured {claim.measured:.4g}, expected {claim.relation} "

@@ -85,8 +85,8 @@ class ClaimSet:
 
     Example:
       >>> claims = ClaimSet("03_signal_propagation", fast=False)
-      >>> claims.add("critical σ_w², tanh, σ_b² = 0.05", measured=1.78, expected=1.7612,
-      ...            source="Schoenholz et al. 2017", tolerance=0.05, fast_tolerance=0.3)
+      >>> _ = claims.add("critical σ_w², tanh, σ_b² = 0.05", measured=1.78, expected=1.7612,
+      ...                source="Schoenholz et al. 2017", tolerance=0.05, fast_tolerance=0.3)
       >>> claims.all_hold()
       True
     """
@@ -160,6 +160,10 @@ def claims_markdown(claim_sets: Iterable[ClaimSet]) -> str:
     Returns:
       One row per claim: notebook, claim, measured, expected (with the relation and the
       tolerance of the run), source; numbers to 3 significant digits.
+
+    Example:
+      >>> paths = sorted(Path("notebooks/claims").glob("*.json"))  # doctest: +SKIP
+      >>> print(claims_markdown(load_claims(p) for p in paths))  # doctest: +SKIP
     """
     rows = ["| notebook | claim | measured | expected | source |", "|---|---|---|---|---|"]
     for claims in claim_sets:
@@ -174,7 +178,18 @@ def claims_markdown(claim_sets: Iterable[ClaimSet]) -> str:
 
 
 def load_claims(path: str | os.PathLike) -> ClaimSet:
-    """Read a :class:`ClaimSet` written by :meth:`ClaimSet.save`."""
+    """Read a :class:`ClaimSet` written by :meth:`ClaimSet.save`.
+
+    Args:
+      path: the JSON file, e.g. ``notebooks/claims/03_signal_propagation.json``.
+
+    Returns:
+      The claims, with the ``fast`` flag of the run that wrote them.
+
+    Example:
+      >>> claims = load_claims("notebooks/claims/03_signal_propagation.json")  # doctest: +SKIP
+      >>> claims.all_hold()  # doctest: +SKIP
+    """
     table = json.loads(Path(path).read_text())
     claims = [Claim(**c) for c in table["claims"]]
     return ClaimSet(table["notebook"], bool(table["fast"]), claims)

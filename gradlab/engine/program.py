@@ -239,7 +239,10 @@ def is_bad(cfg: Config, loss, loss0, params, measured, grad_max_abs) -> jax.Arra
     gradient (max |g| is NaN on a NaN, inf on an inf; benchmarks item 10); otherwise from one
     sum Σ 0·g (NaN exactly when g has a NaN or inf; item 2).
     """
-    bad = loss > cfg.divergence_factor * jnp.maximum(loss0, cfg.divergence_floor)
+    # A non-finite loss is not the factor rule's: it diverges below (or is skipped).
+    bad = jnp.isfinite(loss) & (
+        loss > cfg.divergence_factor * jnp.maximum(loss0, cfg.divergence_floor)
+    )
     if cfg.tolerant:
         return bad | ~M.tree_all_finite(params)
     if grad_max_abs is not None:

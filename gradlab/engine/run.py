@@ -143,6 +143,7 @@ def _train_group(
         spec.replace(grid={}).fingerprint(),
         cache.code_identity(spec),
         group.label,
+        tuple((d.platform, d.id) for d in devices),  # a program is compiled for its devices
         *cache.signature(hp0, args),
     )
     bar.set_description(f"compiling {group.label}")
