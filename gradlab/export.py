@@ -28,9 +28,9 @@ variables that describe the update of a step (:attr:`gradlab.schema.Variable.of_
 nothing is written (the Dataset holds NaN there, and ``False`` for flags). Any other NaN (a
 curvature metric between its ``sharpness_every`` steps, accuracy of a regression, a metric of a
 diverged run such as its ``final_loss``) is skipped too: TensorBoard shows no point, never a
-NaN or a zero. Flags are written as 0/1. TensorBoard stores scalars as float32; gradlab's metrics
-are float32, so the values read back equal the Dataset's. Variables the schema does not know are
-not exported.
+NaN or a zero. Flags are written as 0/1. TensorBoard stores scalars as float32: gradlab's metrics
+are float32 and read back equal to the Dataset's (a ``dtype="float64"`` sweep's are rounded).
+Variables the schema does not know are not exported.
 
 The writer is tensorboardX, which writes TensorBoard's event files and the HParams plugin's
 protocol buffers without TensorFlow: ``pip install "gradlab[tensorboard]"``.
@@ -53,23 +53,12 @@ import numpy as np
 import xarray as xr
 
 from gradlab import schema
+from gradlab.analysis import grid_axes
 
-__all__ = ["grid_axes", "run_name", "tensorboard"]
+__all__ = ["run_name", "tensorboard"]
 
 _EXTRA = "pip install 'gradlab[tensorboard]'"
 _EVENTS = "events.out.tfevents.*"
-
-
-def grid_axes(ds: xr.Dataset) -> tuple[str, ...]:
-    """The grid axes of a result Dataset, in grid order: the dims of a per-run variable after
-    ``optimizer`` (``("seed", "learning_rate")`` for a sweep over seeds and learning rates)."""
-    for name, variable in schema.VARIABLES.items():
-        if variable.dims == schema.RUN and name in ds:
-            dims = ds[name].dims
-            if not dims or dims[0] != "optimizer":
-                raise ValueError(f"{name}: dims {dims} do not start with 'optimizer'")
-            return tuple(dims[1:])
-    raise ValueError("not a result Dataset: it has none of the per-run variables of the schema")
 
 
 def run_name(point: dict[str, Any]) -> str:
@@ -113,7 +102,8 @@ def tensorboard(
     Raises:
       ImportError: tensorboardX is not installed (the optional extra ``tensorboard``).
       FileExistsError: a run directory already holds event files and ``overwrite`` is false.
-      ValueError: the Dataset's variables do not have the schema's dims.
+      ValueError: the Dataset's variables do not have the schema's dims, or two grid points
+        share a run name.
 
     Example:
       >>> runs = tensorboard("runs/demo", "tb/demo")  # doctest: +SKIP
