@@ -2,6 +2,7 @@
 
     gradlab run [CONFIG.toml] [--out DIR] [--chunk-size N] [--overwrite]
     gradlab report RUN_DIR --out DIR
+    gradlab export RUN_DIR --tensorboard DIR [--overwrite]
     gradlab data download mnist [--data-dir DIR]
 
 An invalid config exits with status 2 and one line naming the field (no traceback).
@@ -71,6 +72,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument("run_dir", help="a run directory written by `gradlab run`")
     report.add_argument("--out", required=True, help="directory for the report")
+
+    export = commands.add_parser(
+        "export",
+        help="export a run directory to TensorBoard",
+        description="Write every run's per-step metrics as TensorBoard scalars and its "
+        "hyperparameters and final metrics for TensorBoard's HParams table, one TensorBoard run "
+        "per grid point (see gradlab.export). Needs pip install 'gradlab[tensorboard]'.",
+    )
+    export.add_argument("run_dir", help="a run directory written by `gradlab run`")
+    export.add_argument(
+        "--tensorboard", required=True, metavar="DIR", help="TensorBoard log directory"
+    )
+    export.add_argument(
+        "--overwrite", action="store_true", help="replace event files of an earlier export"
+    )
 
     data = commands.add_parser("data", help="manage data sets", description="Manage data sets.")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -186,6 +202,24 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from gradlab import export
+    from gradlab.store import load
+
+    if not Path(args.run_dir).is_dir():
+        raise ConfigError(f"run_dir: {args.run_dir} is not a directory")
+    try:
+        ds = load(args.run_dir)
+    except (FileNotFoundError, ValueError) as err:  # not a run directory, or unfinished
+        raise ConfigError(f"run_dir: {err}") from None
+    try:
+        runs = export.tensorboard(ds, args.tensorboard, overwrite=args.overwrite)
+    except (ImportError, FileExistsError) as err:
+        raise ConfigError(f"--tensorboard: {err}") from None
+    print(f"{len(runs)} runs in {args.tensorboard}/ (tensorboard --logdir {args.tensorboard})")
+    return 0
+
+
 def _data(args: argparse.Namespace) -> int:
     from gradlab import data
 
@@ -198,7 +232,7 @@ def _data(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``gradlab`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
-    handlers = {"run": _run, "report": _report, "data": _data}
+    handlers = {"run": _run, "report": _report, "export": _export, "data": _data}
     try:
         return handlers[args.command](args)
     except ConfigError as err:
