@@ -21,7 +21,7 @@ from gradlab.spec import DataSpec, ModelSpec, SweepSpec
 from gradlab.spec_toml import default_spec, from_toml, read_toml, to_toml
 from gradlab.store import load
 
-_LAZY = ("analysis", "plots", "report")  # matplotlib/pandas: imported on first use
+_LAZY = ("analysis", "export", "plots", "report")  # pandas, matplotlib: imported on first use
 
 
 def __getattr__(name: str):
@@ -48,6 +48,7 @@ __all__ = [
     "data",
     "default_spec",
     "engine",
+    "export",
     "from_toml",
     "load",
     "make_plan",

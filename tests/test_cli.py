@@ -24,7 +24,14 @@ def gradlab(*args, cwd, env=None, timeout=900):
 
 
 @pytest.mark.parametrize(
-    "args", [["--help"], ["run", "--help"], ["report", "--help"], ["data", "download", "--help"]]
+    "args",
+    [
+        ["--help"],
+        ["run", "--help"],
+        ["report", "--help"],
+        ["data", "download", "--help"],
+        ["export", "--help"],
+    ],
 )
 def test_help_everywhere(args, tmp_path):
     result = gradlab(*args, cwd=tmp_path)
