@@ -79,6 +79,7 @@ def test_default_experiment_shrunk(tmp_path):
     assert gl.load(tmp_path / "runs" / "default").attrs["sessions"] == 1  # no second session
 
 
+@pytest.mark.slow  # a CLI subprocess: compile and report
 def test_run_from_config_and_report(tmp_path):
     config = tmp_path / "small.toml"
     config.write_text(

@@ -25,6 +25,8 @@ RATES = (0.01, 50.0)  # 50 diverges at once with both chains
 FINAL = ("diverged", "diverged_at", "final_loss", "test_loss", "test_accuracy")
 OF_UPDATE = {"update_norm", "clipped", "skipped", "update_ratio_layer"}  # the schema's, by hand
 
+pytestmark = pytest.mark.slow  # one sweep to export, a CLI subprocess
+
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):

@@ -39,6 +39,7 @@ def test_full_batch_and_epochs(dataset):
     )
 
 
+@pytest.mark.slow  # four programs
 def test_static_axes_are_groups(dataset):
     spec = make_spec(
         dataset,
@@ -71,6 +72,7 @@ def test_a_grid_whose_result_cannot_fit_in_memory_is_refused_up_front(dataset):
         gl.make_plan(spec, dataset)
 
 
+@pytest.mark.slow  # two programs with sharpness
 def test_the_result_size_estimate_is_the_datasets_size(dataset):
     spec = make_spec(dataset, optimizers=("sgd", "adam"), metrics=("default", "sharpness"))
     ds = gl.run(spec, progress=False)

@@ -106,6 +106,7 @@ def full_batch_grad(data, params):
     return np.asarray(jax.grad(loss)(flat), np.float64)
 
 
+@pytest.mark.slow  # dense Hessians
 def test_sharpness_trace_and_precond_sharpness_of_a_small_net_match_dense():
     data = tiny_problem()
     spec = gl.SweepSpec(
