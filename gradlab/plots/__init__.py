@@ -7,9 +7,10 @@ in global state: display it in a notebook, or ``fig.savefig("x.png")``.
 The figures, by the question they answer:
 
 - where in the grid do runs diverge: :func:`phase_diagram` (:mod:`~gradlab.plots.heatmaps`);
-- what happens during training, across depth, and how often runs diverge: :func:`trajectories`,
-  :func:`layer_profile`, :func:`sharpness_vs_bound`, :func:`divergence_curve`,
-  :func:`survival_curves` (:mod:`~gradlab.plots.lines`);
+- what happens during training and across depth: :func:`trajectories`, :func:`layer_profile`,
+  :func:`sharpness_vs_bound` (:mod:`~gradlab.plots.lines`);
+- how often and how soon runs diverge: :func:`divergence_curve`, :func:`survival_curves`
+  (:mod:`~gradlab.plots.divergence`);
 - which chain is better: :func:`comparison_bars`, :func:`optimizer_table`,
   :func:`performance_profiles` (:mod:`~gradlab.plots.comparison`);
 - does the network agree with mean-field theory: :func:`chi1_vs_theory`,
@@ -31,14 +32,9 @@ Shared conventions:
 """
 
 from gradlab.plots.comparison import comparison_bars, optimizer_table, performance_profiles
+from gradlab.plots.divergence import divergence_curve, survival_curves
 from gradlab.plots.heatmaps import phase_diagram
-from gradlab.plots.lines import (
-    divergence_curve,
-    layer_profile,
-    sharpness_vs_bound,
-    survival_curves,
-    trajectories,
-)
+from gradlab.plots.lines import layer_profile, sharpness_vs_bound, trajectories
 from gradlab.plots.mean_field import (
     chi1_vs_theory,
     depth_scale_diagram,
