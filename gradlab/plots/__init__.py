@@ -23,12 +23,21 @@ Dataset (selection, sorting, pooling) in :mod:`~gradlab.plots.reading`.
 Shared conventions:
 
 - one panel per optimizer chain (titled with the chain), up to four panels per row;
+  ``trajectories``, ``layer_profile`` and ``chi1_vs_theory`` also take ``row=`` / ``col=``: a
+  row or column of panels per value of a second grid axis (ReLU beside tanh:
+  ``col="activation"``);
 - grid axes that a figure does not show are *pooled* (seeds always; any other axis with more than
-  one value too, and the title says so); pick one slice with ``sel={"clip_norm": 1.0}``;
+  one value too); pick one slice with ``sel={"clip_norm": 1.0}``. The subtitle names every fixed
+  value (selected, or an axis of length one) and every pooled axis; a value not in the grid is
+  an error naming the axis and its values;
+- axes are written as what they are in the Dataset: ``init_scale`` is σ_w only for
+  ``init="normal"``, elsewhere a multiple of the scheme's σ; per-layer norms over parameters
+  are drawn per parameter (‖x_l‖/√n_l) where the Dataset records ``layer_size``;
 - numeric axes that are log-spaced (learning rates, init scales 0.5, 1, 2, 4) get log scales;
 - colour-blind-safe colours: viridis for maps, plasma for ordered hues, Okabe-Ito for chains;
 - runs are compared while alive: a diverged run counts as +∞ from its divergence step (−∞ for
-  accuracies), so a median line ends when half the runs have exploded, and × marks each divergence.
+  accuracies), so a median line ends when half the runs have exploded, and an × marks each step
+  at which runs diverged (with their number where several did).
 """
 
 from gradlab.plots.comparison import comparison_bars, optimizer_table, performance_profiles
