@@ -138,7 +138,7 @@ def _training_figures(ds: xr.Dataset) -> Iterator[_Planned]:
             yield (
                 f"trajectory_{var}",
                 f"{what} during training: median and inter-quartile range over runs; "
-                "× marks the step at which a run diverged.",
+                "× marks each step at which runs diverged, with their number where several did.",
                 lambda var=var: plots.trajectories(ds, var),
             )
     if bool(ds["diverged"].any()):
