@@ -193,19 +193,24 @@ def test_trajectories_facet_by_a_second_axis():
     render(fig)
 
 
+def subtitle(fig) -> str:
+    """The figure's subtitle, unwrapped (style.suptitle breaks it at "; ")."""
+    return fig.get_suptitle().split("\n", 1)[1].replace("\n", "; ")
+
+
 def test_titles_name_every_selected_value_and_every_pooled_axis():
     grid = {"seed": [0, 1], "activation": ["relu", "tanh"], "learning_rate": LR[2:],
             "init_scale": [1.0, 2.0], "momentum": [0.0, 0.9]}  # fmt: skip
     ds = make_dataset(grid, diverge="none")
-    fig = plots.layer_profile(
-        ds, "delta_rms_layer", sel={"activation": "relu", "learning_rate": 0.1}
-    )
-    assert fig.get_suptitle().splitlines()[1:] == [
-        "activation = relu, learning_rate = 0.1; 4 runs per point (seed × momentum)"
-    ]
+    sel = {"activation": "relu", "learning_rate": 0.1}
+    expected = "activation = relu, learning_rate = 0.1; 4 runs per point (seed × momentum)"
+    assert subtitle(plots.layer_profile(ds, "delta_rms_layer", sel=sel)) == expected
     fig = plots.trajectories(ds, "loss", sel={"activation": "tanh", "init_scale": 2.0})
-    assert "activation = tanh, init_scale = 2; 4 runs per point (seed × momentum)" in (
-        fig.get_suptitle()
+    assert subtitle(fig) == "activation = tanh, init_scale = 2; 4 runs per point (seed × momentum)"
+    fig = plots.chi1_vs_theory(ds, sel={"activation": "relu", "momentum": 0.9})
+    assert subtitle(fig) == (
+        "hidden-layer pairs 1..2; activation = relu, momentum = 0.9; "
+        "8 runs per point (optimizer × seed × learning_rate)"
     )
 
 
