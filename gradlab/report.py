@@ -138,7 +138,7 @@ def _training_figures(ds: xr.Dataset) -> Iterator[_Planned]:
             yield (
                 f"trajectory_{var}",
                 f"{what} during training: median and inter-quartile range over runs; "
-                "× marks the step at which a run diverged.",
+                "× marks each step at which runs diverged, with their number where several did.",
                 lambda var=var: plots.trajectories(ds, var),
             )
     if bool(ds["diverged"].any()):
@@ -151,9 +151,18 @@ def _training_figures(ds: xr.Dataset) -> Iterator[_Planned]:
 
 def _depth_figures(ds: xr.Dataset, swept: list[str]) -> Iterator[_Planned]:
     """Across depth at the first logged step: per-layer profiles, and χ1 against the init
-    scale when there are enough layers and init scales."""
+    scale when there are enough layers and init scales. At the first step the chains have not
+    trained yet: a profile whose chains agree is drawn once
+    (:func:`gradlab.plots.layer_profile`)."""
+    per_parameter = "layer_size" in ds.coords
+    grad = (
+        "Per-layer gradient RMS per parameter (‖g_l‖/√n_l: comparable across layer sizes)"
+        if per_parameter
+        else "Per-layer gradient norm (raw: this run records no layer sizes, so larger layers "
+        "show larger norms)"
+    )
     for var, what in (
-        ("grad_norm_layer", "Per-layer gradient norm"),
+        ("grad_norm_layer", grad),
         ("delta_rms_layer", "Backward signal (RMS of ∂loss/∂pre-activation)"),
     ):
         if var in ds and _has_finite(ds[var].isel(step=0)):
@@ -325,14 +334,15 @@ Generated {now} by gradlab.report.</p>
 <h2>Optimizer comparison</h2>
 {_html_table(headers, rows)}
 <p class="meta">Also as <a href="summary.csv">summary.csv</a> and
-<a href="summary.md">summary.md</a>. Medians are over runs that did not diverge; max stable lr
-is the largest learning rate at which no run diverged for any seed or other grid value.</p>
+<a href="summary.md">summary.md</a>, under the same column names. Medians are over runs that
+did not diverge; max_stable_lr is the largest learning rate at which no run diverged for any seed
+or other grid value.</p>
 <h2>Figures</h2>
 {_figures_html(figures)}
 <h2>Sweep spec</h2>
 {spec_html}
 <h2>Environment</h2>
-{_html_table(["", ""], env) if env else "<p>Not recorded.</p>"}
+{_html_table(["attribute", "value"], env) if env else "<p>Not recorded.</p>"}
 </body>
 </html>
 """

@@ -85,4 +85,4 @@ def test_public_names_are_re_exported():
     for name in FORMER_PUBLIC:
         assert callable(getattr(gl.plots, name))
     assert gl.plots.OKABE_ITO[0] == "#0072B2" and gl.plots.MAP == "viridis"
-    assert gl.plots.AXIS_LABELS["init_scale"] == r"init scale $\sigma_w$"
+    assert gl.plots.AXIS_LABELS["init_scale"] == "init scale"  # σ_w only for init="normal"

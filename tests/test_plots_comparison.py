@@ -8,6 +8,7 @@ matplotlib.use("Agg")
 
 import numpy as np
 import pytest
+import xarray as xr
 from plot_datasets import LR, make_dataset
 
 from gradlab import plots
@@ -40,3 +41,36 @@ def test_comparison_bars_and_table_show_each_chains_divergence_rate_on_its_row()
     for row, (chain, r) in enumerate(zip(ds["optimizer"].values, rate, strict=True), start=1):
         assert cells[row, 0].get_text().get_text() == chain
         assert cells[row, col].get_text().get_text() == f"{100 * r:.3g}%"
+
+
+def stable_up_to(ds, stable: dict[str, float]):
+    """Every run of a chain diverges at learning rates above ``stable[chain]``, none below."""
+    lr = ds["learning_rate"]
+    limit = xr.DataArray(
+        list(stable.values()), dims="optimizer", coords={"optimizer": list(stable)}
+    )
+    diverged = (lr > limit).broadcast_like(ds["diverged"])
+    ds["diverged_at"] = xr.where(diverged, 1, -1).astype(np.int32)
+    ds["diverged"] = diverged
+    return ds
+
+
+def max_stable_lr_panel(fig):
+    (ax,) = [ax for ax in fig.axes if ax.get_title().startswith("max stable learning rate")]
+    return ax
+
+
+def test_max_stable_lr_is_drawn_on_a_log_axis_where_the_learning_rates_are_log_spaced():
+    """0.3 and 0.1 are less than a decade apart, but they are points of a log-spaced grid."""
+    ds = make_dataset({"seed": [0, 1], "learning_rate": [0.03, 0.1, 0.3, 0.6, 1.0]})
+    ds = stable_up_to(ds, {"sgd": 0.3, "clip_by_global_norm|adam": 0.1})
+    ax = max_stable_lr_panel(plots.comparison_bars(ds))
+    assert ax.get_xscale() == "log"
+    (dots,) = ax.collections
+    np.testing.assert_allclose(dots.get_offsets()[:, 0], [0.3, 0.1])  # one dot per chain
+    np.testing.assert_allclose(ax.get_xticks(), [0.03, 0.1, 0.3, 0.6, 1.0])  # the grid
+    even = make_dataset({"seed": [0, 1], "learning_rate": [0.1, 0.2, 0.3, 0.4]})
+    even = stable_up_to(even, {"sgd": 0.3, "clip_by_global_norm|adam": 0.1})
+    ax = max_stable_lr_panel(plots.comparison_bars(even))
+    assert ax.get_xscale() == "linear"  # an arithmetic grid: bars
+    np.testing.assert_allclose(sorted(p.get_width() for p in ax.patches), [0.1, 0.3])

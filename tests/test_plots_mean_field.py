@@ -119,3 +119,48 @@ def test_depth_scale_diagram_colours_the_median_test_accuracy_of_the_runs_that_d
     assert ax.get_ylabel() == "depth"
     with pytest.raises(ValueError, match="order_chaos_diagram"):
         plots.depth_scale_diagram(ds, y="bias_std", activation="tanh")
+
+
+def test_chi1_vs_theory_facets_with_a_theory_per_panel():
+    """ReLU beside tanh: one panel per activation, each with its own measured χ1 and theory."""
+    sw = [0.5, 1.0, 2.0]
+    ds = make_dataset({"seed": [0, 1], "activation": ["relu", "tanh"], "init_scale": sw})
+    ds = chi1_is_sigma_w2(ds)
+    delta, tanh = ds["delta_rms_layer"], ds["activation"] == "tanh"
+    ds["delta_rms_layer"] = xr.where(tanh, delta**0.5, delta)  # tanh: χ1 = σ_w, not σ_w²
+    theory = {"relu": np.square, "tanh": lambda s: s}
+    fig = plots.chi1_vs_theory(ds, theory=theory, col="activation", sel={"seed": [0, 1]})
+    relu, tanh = panels(fig)
+    assert [relu.get_title(), tanh.get_title()] == ["activation = relu", "activation = tanh"]
+    for ax, expected in ((relu, np.square(sw)), (tanh, np.asarray(sw))):
+        lines = {line.get_label(): line for line in ax.get_lines()}
+        np.testing.assert_allclose(lines[r"measured $\hat\chi_1$ (median)"].get_ydata(), expected,
+                                   rtol=1e-5)  # fmt: skip
+        t = lines[r"mean-field $\chi_1$"]
+        np.testing.assert_allclose(t.get_ydata(), theory[ax.get_title()[13:]](t.get_xdata()))
+    assert "runs per point (optimizer × seed)" in fig.get_suptitle()  # activation: not pooled
+    with pytest.raises(ValueError, match="no entry for 'tanh'"):
+        plots.chi1_vs_theory(ds, theory={"relu": np.square}, col="activation")
+    render(fig)
+
+
+def test_init_scale_is_labelled_and_converted_by_the_init_scheme():
+    """init_scale is σ_w only for init="normal"; for he_normal σ_w² = 2 init_scale²."""
+    sw = [0.8, 1.0, 1.2]
+    ds = make_dataset({"seed": [0, 1], "init_scale": sw, "bias_std": [0.0, 0.3]}, chains=("sgd",))
+    ds = chi1_is_sigma_w2(ds)
+    ds.attrs["spec"] = '[model]\ninit = "normal"\n'
+    assert panels(plots.chi1_vs_theory(ds))[0].get_xlabel() == r"init scale $\sigma_w$"
+    ax = panels(plots.order_chaos_diagram(ds, activation="tanh"))[0]
+    np.testing.assert_allclose(ax.get_xticks(), np.square(sw))
+    ds.attrs["spec"] = '[model]\ninit = "he_normal"\n'
+    assert panels(plots.chi1_vs_theory(ds))[0].get_xlabel() == "init scale (× σ of he_normal)"
+    fig = plots.order_chaos_diagram(ds, activation="tanh")
+    np.testing.assert_allclose(panels(fig)[0].get_xticks(), 2 * np.square(sw))  # σ_w², not s²
+    assert "init = he_normal: σ_w² = 2 × init_scale²" in fig.get_suptitle()
+    assert panels(plots.phase_diagram(ds, "init_scale", "bias_std"))[0].get_xlabel() == (
+        "init scale (× σ of he_normal)"
+    )
+    ds.attrs["spec"] = '[model]\ninit = "glorot_normal"\n'
+    with pytest.raises(ValueError, match="depends on fan_out"):
+        plots.order_chaos_diagram(ds, activation="tanh")

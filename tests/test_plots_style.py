@@ -82,8 +82,18 @@ def test_labels_and_symbols():
     assert style.label("learning_rate") == r"learning rate $\eta$"
     assert style.label("final_loss") == "final training loss (non-diverged)"
     assert style.label("lr_mult_0") == "lr mult 0"  # unknown: underscores to spaces
-    assert style.symbol("init_scale") == r"$\sigma_w$"
+    assert style.symbol("learning_rate") == r"$\eta$"
     assert style.symbol("z_loss") == "z loss"
+
+
+def test_init_scale_is_sigma_w_only_for_the_normal_scheme():
+    """init_scale multiplies the scheme's σ: it is σ_w only where the scheme is ``normal``."""
+    assert style.init_scale_label("normal") == r"init scale $\sigma_w$"
+    assert style.init_scale_label("he_normal") == "init scale (× σ of he_normal)"
+    assert style.init_scale_label(None) == "init scale (× σ of the init scheme)"
+    assert style.init_scale_symbol("normal") == r"$\sigma_w$"
+    assert style.init_scale_symbol("he_normal") == "init scale"
+    assert style.label("init_scale") == "init scale"  # without a Dataset: no claim of σ_w
 
 
 def test_panels_lay_out_up_to_four_per_row_and_label_the_outer_ones():

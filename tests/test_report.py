@@ -36,7 +36,9 @@ def make_dataset(grid: dict[str, list], chains=("sgd", "clip_by_global_norm|sgd"
     at = np.where(rng.random(shape) < diverge, rng.integers(0, steps, shape), -1)
     step = np.arange(steps)
     live = (at[..., None] < 0) | (step <= at[..., None])
-    noisy = np.where(live, 1 + rng.random((*shape, steps)), np.nan)
+    draws = 1 + rng.random((*shape, steps))
+    draws[..., 0] = draws[:1, ..., 0]  # step 0, before any update: the same network in every chain
+    noisy = np.where(live, draws, np.nan)
     per_layer = np.where(
         live[..., None], 1.5 ** -np.arange(layers) * (1 + noisy[..., None]), np.nan
     )
@@ -46,6 +48,7 @@ def make_dataset(grid: dict[str, list], chains=("sgd", "clip_by_global_norm|sgd"
             "grad_norm": ((*dims, "step"), noisy),
             "clipped": ((*dims, "step"), live & (noisy > 1.5)),
             "delta_rms_layer": ((*dims, "step", "layer"), per_layer),
+            "grad_norm_layer": ((*dims, "step", "layer"), 2 * per_layer),
             "diverged": (dims, at >= 0),
             "diverged_at": (dims, at.astype(np.int32)),
             "final_loss": (dims, np.where(at >= 0, np.nan, rng.random(shape))),
@@ -57,6 +60,7 @@ def make_dataset(grid: dict[str, list], chains=("sgd", "clip_by_global_norm|sgd"
             "step": step,
             "layer": np.arange(layers),
             "layer_width": ("layer", np.full(layers, 16)),
+            "layer_size": ("layer", [16 * 16 + 16] * (layers - 1) + [16 * 10 + 10]),
         },
         attrs={"spec": SPEC, "gradlab_version": "0.1.0", "jax_version": "0.0", "devices": 1,
                "wall_time_s": 12.5, "compile_time_s": 3.25},
@@ -108,6 +112,7 @@ def test_report_files_and_embedded_figures(written):
     names = {p.stem for p in pngs}
     expected = {"comparison", "phase_divergence", "phase_final_loss", "divergence_curve"}
     expected |= {"trajectory_loss", "trajectory_grad_norm", "layer_delta_rms_layer", "chi1"}
+    expected |= {"layer_grad_norm_layer"}
     expected |= {"performance_profiles"} | ({"survival"} if ds["diverged"].any() else set())
     assert names == expected
     page = parse(index)
@@ -132,8 +137,19 @@ def test_report_figures_in_page_order(written):
     expected = ["comparison", "phase_divergence", "phase_final_loss", "divergence_curve"]
     expected += ["trajectory_loss", "trajectory_grad_norm"]
     expected += ["survival"] if ds["diverged"].any() else []
-    expected += ["layer_delta_rms_layer", "chi1", "performance_profiles"]
+    expected += ["layer_grad_norm_layer", "layer_delta_rms_layer", "chi1", "performance_profiles"]
     assert ids == expected
+
+
+def test_report_draws_the_step_0_profiles_once_not_once_per_chain(written):
+    """Before any update every chain has the same network: one panel, whatever the chains."""
+    index, ds = written
+    assert ds.sizes["optimizer"] == 2
+    for name in ("layer_delta_rms_layer", "layer_grad_norm_layer"):
+        width = Image.open(index.parent / "figures" / f"{name}.png").size[0]
+        assert width == round((3.6 + 1.4) * 60)  # one 3.6-inch panel and the margin, at 60 dpi
+    captions = "".join(parse(index).text)
+    assert "Per-layer gradient RMS per parameter (‖g_l‖/√n_l" in captions
 
 
 def test_report_draws_sharpness_where_it_was_measured(tmp_path):
@@ -153,11 +169,17 @@ def test_report_tables_spec_and_metadata(written):
     assert "clip_by_global_norm|sgd" in text
     assert 'optimizers = ["sgd", "clip_by_global_norm|sgd"]' in text  # the spec, unescaped text
     assert "optimizers = [&quot;sgd&quot;" in html  # escaped in the source
-    for header in ("max stable lr", "final loss", "clipped"):
-        assert f"<th>{header}</th>" in html
+    df = analysis.compare_optimizers(ds)
+    # one naming: the page's headers are the DataFrame's columns (and summary.csv's)
+    comparison = re.search(r"<h2>Optimizer comparison</h2>\s*<table>(.*?)</thead>", html, re.S)
+    assert comparison is not None
+    assert re.findall(r"<th>(.*?)</th>", comparison.group(1)) == ["optimizer", *df.columns]
+    # the environment table has a header, not a row of empty cells
+    env = re.search(r"<h2>Environment</h2>\s*<table>(.*?)</thead>", html, re.S)
+    assert env is not None and re.findall(r"<th>(.*?)</th>", env.group(1)) == ["attribute", "value"]
+    assert "<th></th>" not in html
     assert "12.5 s" in text and "gradlab_version" in text
     assert "https://" not in html and "http://" not in html  # nothing fetched from outside
-    df = analysis.compare_optimizers(ds)
     csv = pd.read_csv(index.parent / "summary.csv", index_col="optimizer")
     pd.testing.assert_frame_equal(csv, df, check_dtype=False)
     md = (index.parent / "summary.md").read_text(encoding="utf-8")

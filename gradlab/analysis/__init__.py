@@ -24,7 +24,9 @@ trains, compiles or writes. The questions gradlab answers map onto its modules:
   (:class:`ClaimSet`, :func:`claims_table`), :mod:`~gradlab.analysis.tables` (:func:`format_table`,
   :func:`markdown_table`, :func:`table_cells`);
 - :mod:`~gradlab.analysis.selection` — the conventions they all share: :func:`grid_axes`,
-  :func:`alive`, :func:`pool_axes`, :func:`quiet_nan_warnings`.
+  :func:`alive`, :func:`pool_axes`, :func:`select_values` (grid values, with errors that name
+  the axis), :func:`per_parameter_rms` (per-layer norms comparable across layer sizes),
+  :func:`quiet_nan_warnings`.
 
 Purity. Every function is pure: no I/O, no training, no global state, and its inputs are not
 modified. Most are functions of one result Dataset and of nothing else but two fixed tables of
@@ -67,8 +69,10 @@ from gradlab.analysis.selection import (
     alive,
     applied,
     grid_axes,
+    per_parameter_rms,
     pool_axes,
     quiet_nan_warnings,
+    select_values,
 )
 from gradlab.analysis.stability import (
     divergence_rate,
@@ -108,6 +112,7 @@ __all__ = [
     "load_claims",
     "markdown_table",
     "max_stable_lr",
+    "per_parameter_rms",
     "performance_profile",
     "pool_axes",
     "power_law_exponent",
@@ -115,6 +120,7 @@ __all__ = [
     "profile_score",
     "quiet_nan_warnings",
     "relative_cost",
+    "select_values",
     "stable_lr_range",
     "survival",
     "table_cells",

@@ -2,15 +2,18 @@
 
 A result Dataset has the dims ``optimizer``, the grid axes (in the sweep's order), ``step`` and
 ``layer`` (see :mod:`gradlab.schema`). The functions here name the grid axes, say which runs are
-alive at each step, validate the ``over=`` argument of the reducing functions, mask diverged
-runs, and silence numpy's warnings about all-NaN slices (NaN is the honest answer there).
+alive at each step, validate the ``over=`` argument of the reducing functions, select grid values
+with errors that name the axis and its values (:func:`select_values`), mask diverged runs, put
+per-layer norms on a per-parameter footing (:func:`per_parameter_rms`), and silence numpy's
+warnings about all-NaN slices (NaN is the honest answer there).
 """
 
 from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -24,9 +27,12 @@ __all__ = [
     "alive",
     "grid_axes",
     "in_dataset_order",
+    "is_parameter_norm",
+    "per_parameter_rms",
     "pool_axes",
     "quiet_nan_warnings",
     "run_cost",
+    "select_values",
     "surviving",
 ]
 
@@ -122,6 +128,112 @@ def pool_axes(ds: xr.Dataset, over: Axes) -> list[str]:
     if unknown:
         raise ValueError(f"{unknown} not grid axes of this sweep; grid axes: {list(grid)}")
     return [n for n in names if n in grid]
+
+
+def _missing_value_message(ds: xr.Dataset, name: str, missing: list[Any]) -> str:
+    """The error for values of axis ``name`` that ``ds`` lacks, with its values and the nearest."""
+    values = ds[name].values
+    shown = values.tolist() if len(values) <= 12 else [*values[:5].tolist(), "…"]
+    what = ", ".join(f"{name} = {m!r}" for m in missing)
+    verb = "is" if len(missing) == 1 else "are"
+    msg = f"{what} {verb} not in the Dataset; its values: {shown}"
+    first = missing[0]
+    if values.dtype.kind in "iuf" and isinstance(first, int | float | np.number) and len(values):
+        nearest = values[np.argmin(np.abs(values.astype(float) - float(first)))]
+        msg += f" (nearest: {nearest.item()!r})"
+    return msg
+
+
+def select_values(ds: xr.Dataset, values: Mapping[str, Any]) -> xr.Dataset:
+    """``ds.sel(values)``, with an error that names the axis and its values.
+
+    xarray answers a value that is not on an axis with a bare ``KeyError``; this says which axis,
+    which values it has and, on a numeric axis, the nearest one. Values are matched exactly (the
+    grid's own numbers: ``1.0`` for an init scale of 1, not ``0.99999``). A value may be a scalar
+    (the axis is dropped), a list of values (the axis is kept), or a ``slice`` (passed through).
+
+    Args:
+      ds: a result Dataset.
+      values: ``{dim: value or list of values}``, e.g. ``{"learning_rate": 0.1}``; any dim of
+        ``ds`` (a grid axis, ``optimizer``, ``step``, ``layer``).
+
+    Returns:
+      The selected Dataset.
+
+    Raises:
+      ValueError: a key is not a dim of ``ds``, or a value is not on its axis; the message names
+        the axis and lists its values.
+
+    Example:
+      >>> select_values(ds, {"init_scale": 3.0})  # doctest: +SKIP
+      Traceback (most recent call last):
+      ValueError: init_scale = 3.0 is not in the Dataset; its values: [0.5, 1.0, 2.0, 4.0] ...
+    """
+    unknown = [k for k in values if k not in ds.dims]
+    if unknown:
+        raise ValueError(f"{unknown} are not dims of the Dataset; its dims: {list(ds.dims)}")
+    for name, value in values.items():
+        if isinstance(value, slice):
+            continue
+        wanted = value.tolist() if isinstance(value, np.ndarray) else value
+        wanted = list(wanted) if isinstance(wanted, list | tuple) else [wanted]
+        present = set(ds[name].values.tolist())
+        missing = [w.item() if isinstance(w, np.generic) else w for w in wanted if w not in present]
+        if missing:
+            raise ValueError(_missing_value_message(ds, name, missing))
+    return ds.sel(dict(values))
+
+
+def is_parameter_norm(var: str) -> bool:
+    """Whether ``var`` is a per-layer L2 norm over the layer's parameters (by
+    :mod:`gradlab.schema`: a ``layer`` dim and the unit ``"L2 norm"``), which
+    :func:`per_parameter_rms` puts on a per-parameter footing."""
+    info = schema.VARIABLES.get(var)
+    return info is not None and "layer" in info.dims and info.unit == "L2 norm"
+
+
+def per_parameter_rms(ds: xr.Dataset, var: str = "grad_norm_layer") -> xr.DataArray:
+    r"""A per-layer norm over parameters, as the root mean square per parameter of the layer.
+
+    .. math:: \mathrm{rms}_l = \sqrt{\frac{1}{n_l} \sum_{i \in l} x_i^2}
+       = \frac{\|x_l\|_2}{\sqrt{n_l}}
+
+    where :math:`\|x_l\|_2` is ``var`` (a norm over layer l's kernel and bias, such as
+    ``grad_norm_layer`` or ``param_norm_layer``) and :math:`n_l` the layer's number of
+    parameters, the ``layer_size`` coordinate. Raw norms grow with the parameter count: the
+    784-input layer of an MNIST MLP has ~80× the parameters of a 10-unit layer, so its gradient
+    norm looks several times larger even when each weight sees the same gradient. The RMS
+    compares layers of unequal size. A layer without parameters (``layer_size`` 0) is NaN.
+
+    Args:
+      ds: a result Dataset with a ``layer_size`` coordinate (run directories written before it
+        existed lack it).
+      var: a per-layer variable whose unit in :mod:`gradlab.schema` is an L2 norm over the
+        layer's parameters (``grad_norm_layer``, ``param_norm_layer``).
+
+    Returns:
+      A DataArray with the dims of ``ds[var]``, named ``var`` with ``_norm_`` replaced by
+      ``_rms_`` (``grad_rms_layer``, ``param_rms_layer``).
+
+    Raises:
+      ValueError: ``var`` is not such a norm, or ``ds`` has no ``layer_size`` coordinate.
+
+    Example:
+      >>> per_parameter_rms(ds, "grad_norm_layer").isel(step=0).median("seed")  # doctest: +SKIP
+    """
+    if not is_parameter_norm(var):
+        norms = [name for name in schema.VARIABLES if is_parameter_norm(name)]
+        raise ValueError(f"{var!r} is not a per-layer norm over parameters; those are {norms}")
+    if var not in ds:
+        raise ValueError(f"no variable {var!r} in the Dataset")
+    if "layer_size" not in ds.coords:
+        raise ValueError(
+            "the Dataset has no layer_size coordinate (parameters per layer; run directories "
+            "written by an older gradlab lack it), so the norm cannot be taken per parameter"
+        )
+    size = ds["layer_size"].astype(float)
+    rms = ds[var] / np.sqrt(size.where(size > 0))
+    return rms.rename(var.replace("_norm_", "_rms_"))
 
 
 def alive(ds: xr.Dataset) -> xr.DataArray:

@@ -1,9 +1,9 @@
 """Tables as text: the comparison table of ``gradlab run``, in plain text and in markdown.
 
 :data:`TABLE_COLUMNS` names the columns of :func:`gradlab.analysis.compare_optimizers` with
-their short headers and number formats; :func:`table_cells` formats any DataFrame with them
-(plots draw the same cells as a figure, the report writes them as markdown), and
-:func:`format_table` / :func:`markdown_table` lay the cells out.
+their number formats (a column is printed under its own name); :func:`table_cells` formats any
+DataFrame with them (plots draw the same cells as a figure, the report writes them as
+markdown), and :func:`format_table` / :func:`markdown_table` lay the cells out.
 """
 
 from __future__ import annotations
@@ -16,19 +16,20 @@ import pandas as pd
 
 __all__ = ["TABLE_COLUMNS", "format_cell", "format_table", "markdown_table", "table_cells"]
 
-# Columns of `compare_optimizers`, with the header and number format used by the text tables.
-TABLE_COLUMNS: dict[str, tuple[str, str]] = {
-    "runs": ("runs", "int"),
-    "diverged": ("diverged", "pct"),
-    "max_stable_lr": ("max stable lr", "g"),
-    "stable_decades": ("lr decades", "f2"),
-    "final_loss": ("final loss", "g"),
-    "test_loss": ("test loss", "g"),
-    "test_accuracy": ("test acc", "pct"),
-    "clip_rate": ("clipped", "pct"),
-    "max_grad_norm": ("max |g|", "g"),
-    "diverged_at": ("div. step", "g"),
-    "sharpness_ratio": ("λ/bound", "g"),
+# Columns of `compare_optimizers`, in order, with the number format of the text tables. A column
+# is printed under its own name, so what a table shows is what ``df[...]`` takes.
+TABLE_COLUMNS: dict[str, str] = {
+    "runs": "int",
+    "diverged": "pct",
+    "max_stable_lr": "g",
+    "stable_decades": "f2",
+    "final_loss": "g",
+    "test_loss": "g",
+    "test_accuracy": "pct",
+    "clip_rate": "pct",
+    "max_grad_norm": "g",
+    "diverged_at": "g",
+    "sharpness_ratio": "g",
 }
 
 
@@ -41,7 +42,7 @@ def format_cell(value: Any, kind: str) -> str:
 
     Args:
       value: the cell's value.
-      kind: the column's format, the second field of a :data:`TABLE_COLUMNS` entry.
+      kind: the column's format, the value of its :data:`TABLE_COLUMNS` entry.
 
     Returns:
       The cell's text.
@@ -68,8 +69,9 @@ def format_cell(value: Any, kind: str) -> str:
 def table_cells(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """Headers and formatted cells of a table, the index first.
 
-    Columns named in :data:`TABLE_COLUMNS` get its header and format; others keep their name
-    and get 3 significant digits (:func:`format_cell`).
+    Every column is headed by its name (so a printed header is what ``df[...]`` takes); columns
+    named in :data:`TABLE_COLUMNS` get its format, others 3 significant digits
+    (:func:`format_cell`).
 
     Args:
       df: a table, typically from :func:`gradlab.analysis.compare_optimizers`.
@@ -83,8 +85,8 @@ def table_cells(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
       >>> table_cells(df)
       (['optimizer', 'diverged'], [['sgd', '25%']])
     """
-    headers = [str(df.index.name or "")] + [TABLE_COLUMNS.get(c, (c, ""))[0] for c in df.columns]
-    kinds = [TABLE_COLUMNS.get(c, (c, "g"))[1] for c in df.columns]
+    headers = [str(df.index.name or ""), *map(str, df.columns)]
+    kinds = [TABLE_COLUMNS.get(c, "g") for c in df.columns]
     rows = [
         [str(idx)] + [format_cell(v, k) for v, k in zip(row, kinds, strict=True)]
         for idx, row in zip(df.index, df.itertuples(index=False), strict=True)
@@ -96,8 +98,8 @@ def format_table(df: pd.DataFrame) -> str:
     """Plain-text table with aligned columns, as printed by ``gradlab run``.
 
     The index (chain names) is left-aligned, numbers right-aligned; fractions in percent, other
-    numbers to 3 significant digits, NaN as ``-``. Known columns of
-    :func:`gradlab.analysis.compare_optimizers` get short human headers (:data:`TABLE_COLUMNS`).
+    numbers to 3 significant digits, NaN as ``-``. Each column is headed by its name; the columns
+    of :func:`gradlab.analysis.compare_optimizers` get the formats of :data:`TABLE_COLUMNS`.
 
     Args:
       df: a table, typically from :func:`gradlab.analysis.compare_optimizers`.

@@ -19,24 +19,36 @@ from gradlab.plots import reading, style
 
 __all__ = ["comparison_bars", "optimizer_table", "performance_profiles"]
 
-# (column of compare_optimizers, panel title, log scale when positive and wide)
+# (column of compare_optimizers, panel title, scale): "linear"; "wide": log when positive and
+# spanning more than a decade; "grid": log where the learning-rate grid is log-spaced, the
+# panel spanning the grid (its values are grid learning rates).
 _BARS = (
-    ("diverged", "fraction of runs diverged", False),
-    ("max_stable_lr", r"max stable learning rate $\eta$", True),
-    ("final_loss", "final loss (median)", True),
-    ("test_accuracy", "test accuracy (median)", False),
-    ("clip_rate", "fraction of steps clipped", False),
-    ("max_grad_norm", r"max gradient norm $\|g\|_2$", True),
+    ("diverged", "fraction of runs diverged", "linear"),
+    ("max_stable_lr", r"max stable learning rate $\eta$", "grid"),
+    ("final_loss", "final loss (median)", "wide"),
+    ("test_accuracy", "test accuracy (median)", "linear"),
+    ("clip_rate", "fraction of steps clipped", "linear"),
+    ("max_grad_norm", r"max gradient norm $\|g\|_2$", "wide"),
 )
 
 
-def _bar_panel(ax: Axes, vals: np.ndarray, colors: np.ndarray, title: str, log: bool) -> None:
+def _bar_scale(vals: np.ndarray, scale: str, grid: np.ndarray | None) -> bool:
+    """Whether a panel of :data:`_BARS` is drawn on a log scale."""
+    if scale == "grid":
+        return grid is not None and style.is_log_spaced(grid)
+    ok = vals[np.isfinite(vals)]
+    pos = ok[ok > 0]
+    return scale == "wide" and pos.size == ok.size > 0 and pos.max() / pos.min() > 10
+
+
+def _bar_panel(
+    ax: Axes, vals: np.ndarray, colors: np.ndarray, title: str, log: bool, grid: np.ndarray | None
+) -> None:
     """One measure, one bar per chain (dots on a log scale), each labelled; "n/a" where a
-    chain has no value."""
+    chain has no value. ``grid``: the values the measure takes (learning rates), spanned by a
+    log axis."""
     ypos = np.arange(len(vals))
     ok = np.isfinite(vals)
-    pos = vals[ok & (vals > 0)]
-    log = log and pos.size == ok.sum() and pos.size > 0 and pos.max() / pos.min() > 10
     if log:  # bar lengths mean nothing on a log scale: dots
         ax.scatter(vals[ok], ypos[ok], c=colors[ok], s=60, zorder=3)
         ax.set_xscale("log")
@@ -50,21 +62,32 @@ def _bar_panel(ax: Axes, vals: np.ndarray, colors: np.ndarray, title: str, log: 
             va="center", fontsize=8,
         )  # fmt: skip
     ax.set_title(title, fontsize=9)
-    ax.margins(x=0.25)
     ax.grid(axis="x", alpha=0.3)
-    if log:
+    if log and grid is not None:  # the whole grid, so a dot reads against the values tried
+        g = np.sort(np.asarray(grid, dtype=float))
+        ax.set_xlim(g[0] / 2, g[-1] * 2)
+        style.set_grid_ticks(ax, "x", g, log=True)
+    elif log:
+        ax.margins(x=0.25)
         style.tidy_log(ax, "x")
+    else:
+        ax.margins(x=0.25)
+        if ok.any() and not np.any(vals[ok]):  # all zero: a fraction axis, not ±0.07
+            ax.set_xlim(0.0, 1.0)
 
 
-def comparison_bars(ds: xr.Dataset) -> Figure:
+def comparison_bars(ds: xr.Dataset, lr: str = analysis.LR) -> Figure:
     """Bar charts of the optimizer comparison, one panel per measure, one bar per chain.
 
     The measures are columns of :func:`gradlab.analysis.compare_optimizers` (divergence rate,
     max stable learning rate, final loss, test accuracy, clip rate, max gradient norm); a panel
-    is drawn when at least one chain has a value, "n/a" marks a chain without one.
+    is drawn when at least one chain has a value, "n/a" marks a chain without one. The max stable
+    learning rate is a grid value: where the learning rates are log-spaced it is drawn on a log
+    axis spanning the grid, with the grid values as ticks.
 
     Args:
       ds: a result Dataset.
+      lr: name of the learning-rate axis.
 
     Returns:
       The Figure.
@@ -72,8 +95,8 @@ def comparison_bars(ds: xr.Dataset) -> Figure:
     Example:
       >>> comparison_bars(ds).savefig("chains.png")  # doctest: +SKIP
     """
-    df = analysis.compare_optimizers(ds)
-    shown = [(c, t, lg) for c, t, lg in _BARS if np.isfinite(df[c].to_numpy(float)).any()]
+    df = analysis.compare_optimizers(ds, lr=lr)
+    shown = [(c, t, sc) for c, t, sc in _BARS if np.isfinite(df[c].to_numpy(float)).any()]
     chains = list(df.index)
     ncols = min(3, len(shown))
     nrows = math.ceil(len(shown) / ncols)
@@ -82,14 +105,16 @@ def comparison_bars(ds: xr.Dataset) -> Figure:
     )
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True).flat
     colors = np.asarray([style.OKABE_ITO[i % len(style.OKABE_ITO)] for i in range(len(chains))])
-    for ax, (col, title, log) in zip(axes, shown, strict=False):
-        _bar_panel(ax, df[col].to_numpy(float), colors, title, log)
+    grid = ds[lr].values if lr in analysis.grid_axes(ds) else None
+    for ax, (col, title, scale) in zip(axes, shown, strict=False):
+        vals = df[col].to_numpy(float)
+        log = _bar_scale(vals, scale, grid)
+        _bar_panel(ax, vals, colors, title, log, grid if scale == "grid" else None)
     for ax in list(axes)[len(shown) :]:
         fig.delaxes(ax)
     fig.axes[0].set_yticks(np.arange(len(chains)), chains)
     fig.axes[0].invert_yaxis()
-    runs = int(df["runs"].iloc[0])
-    note = f"{runs} runs per chain ({reading.grid_note(ds)})"
+    note = reading.pool_note(ds, analysis.grid_axes(ds), per="chain")
     style.suptitle(fig, "Optimizer chains compared", note)
     return fig
 
@@ -129,7 +154,8 @@ def optimizer_table(ds: xr.Dataset) -> Figure:
             cell.set_text_props(weight="bold")
         if c == 0:
             cell.set_text_props(ha="left")
-    ax.set_title(f"Optimizer chains: {reading.grid_note(ds)}", fontsize=10)
+    note = reading.pool_note(ds, analysis.grid_axes(ds), per="chain")
+    ax.set_title(f"Optimizer chains: {note}", fontsize=10)
     return fig
 
 
@@ -188,5 +214,7 @@ def performance_profiles(
     for ax, metric in zip(axes, metrics, strict=True):
         _profile_panel(ax, ds, metric)
     style.label_panels(axes, style.label("tau"), r"fraction of problems $\rho(\tau)$", ncols=3)
-    style.suptitle(fig, "Performance profiles (Dolan-Moré)", "within a factor τ of the best chain")
+    fixed = reading.fixed_note(ds)
+    note = "within a factor τ of the best chain"
+    style.suptitle(fig, "Performance profiles (Dolan-Moré)", f"{fixed}; {note}" if fixed else note)
     return fig

@@ -271,9 +271,10 @@ def phase_diagram(
         z = np.atleast_2d(values.sel(optimizer=chain).values.astype(float))
         any_missing |= bool(np.isnan(z).any())
         mesh = _phase_panel(ax, ds, (x, y), geos, z, norm, annotate, overlay or {}, chain)
-    style.label_panels(axes, style.label(x), style.label(y) if y else "")
+    xlabel, ylabel = reading.axis_label(ds, x), reading.axis_label(ds, y) if y else ""
+    style.label_panels(axes, xlabel, ylabel)
     fig.colorbar(mesh, ax=axes, shrink=0.9).set_label(style.label(name))
     _phase_legend(fig, overlay or {}, any_missing)
-    what = f"{style.label(x)} × {style.label(y)}" if y else style.label(x)
+    what = f"{xlabel} × {ylabel}" if y else xlabel
     style.suptitle(fig, f"{style.label(name)} over {what}", reading.pool_note(ds, pool))
     return fig

@@ -1,17 +1,17 @@
-"""What happens during training and across depth, and how often runs diverge: line plots.
+"""What happens during training and across depth: median lines over pooled runs.
 
 :func:`trajectories` (a per-step variable), :func:`layer_profile` (a per-layer variable against
 depth) and :func:`sharpness_vs_bound` (sharpness against its stability bound) draw the median
 and inter-quartile band over pooled runs, one panel per chain, one line per value of a hue
 axis. A diverged run counts as +∞ (−∞ where higher is better) from its divergence step, so a
 median line ends when half the runs have exploded, and × marks each divergence.
-:func:`divergence_curve` and :func:`survival_curves` put the chains on one panel.
+How often and how soon runs diverge is :mod:`~gradlab.plots.divergence`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import xarray as xr
@@ -22,13 +22,12 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from gradlab import analysis, schema
+from gradlab.analysis.selection import is_parameter_norm
 from gradlab.plots import reading, style
 
 __all__ = [
-    "divergence_curve",
     "layer_profile",
     "sharpness_vs_bound",
-    "survival_curves",
     "trajectories",
 ]
 
@@ -44,8 +43,8 @@ def _hues(ds: xr.Dataset, hue: str | None) -> tuple[list[Any], list[Any]]:
     return hues, colors
 
 
-def _hue_label(hue: str | None, value: Any) -> str:
-    return f"{style.symbol(hue)} = {style.format_value(value)}" if hue else "median"
+def _hue_label(ds: xr.Dataset, hue: str | None, value: Any) -> str:
+    return f"{reading.axis_symbol(ds, hue)} = {style.format_value(value)}" if hue else "median"
 
 
 def _draw_band(
@@ -73,43 +72,73 @@ def _draw_band(
     ax.fill_between(xs, q[0], q[2], color=color, alpha=0.15, lw=0)
 
 
-def _mark_divergences(ax: Axes, at: np.ndarray, color: Any) -> None:
-    """An × at the top of the panel at each run's divergence step (``at`` < 0: never)."""
-    at = at[at >= 0]
-    if at.size:
-        ax.plot(
-            at, np.full(at.shape, 0.97), ls="none", marker="x", ms=6, mew=1.5,
-            color=color, transform=ax.get_xaxis_transform(), clip_on=False,
-        )  # fmt: skip
+def _mark_divergences(ax: Axes, at: np.ndarray, color: Any, row: int) -> int:
+    """An × at each step at which runs diverged (``at`` < 0: never), near the top of the panel
+    in row ``row`` (0 at the top; each hue with divergences takes the next row), with the
+    number of runs beside it when several diverged at the same step: runs that all explode at
+    step 1 are one × marked "4", not four × drawn on top of each other. Returns the number of
+    rows used (0 or 1)."""
+    steps, counts = np.unique(at[at >= 0], return_counts=True)
+    if not steps.size:
+        return 0
+    y = 0.965 - 0.045 * row
+    ax.plot(
+        steps, np.full(steps.shape, y), ls="none", marker="x", ms=6, mew=1.5,
+        color=color, transform=ax.get_xaxis_transform(), clip_on=False,
+    )  # fmt: skip
+    for step, n in zip(steps, counts, strict=True):
+        if n > 1:
+            ax.annotate(
+                str(n), (step, y), xycoords=ax.get_xaxis_transform(), xytext=(4, 0),
+                textcoords="offset points", va="center", fontsize=7, color=color,
+            )  # fmt: skip
+    return 1
 
 
-def _band_legend(fig: Figure, axes: list[Axes], ds: xr.Dataset, marks: bool) -> None:
-    """Right of the panels: the hue lines, the × of a divergence, the band."""
+def _band_legend(
+    fig: Figure, axes: list[Axes], ds: xr.Dataset, hue: str | None, marks: bool
+) -> None:
+    """Right of the panels, under the hue axis' label: the hue lines, the × of a divergence,
+    the band."""
     handles, labels = axes[0].get_legend_handles_labels()
     if marks and int(ds["diverged"].sum()):
         handles.append(Line2D([], [], ls="none", marker="x", color="0.3", mew=1.5))
-        labels.append("divergence of one run")
+        labels.append("step a run diverged\n(number: runs at that step)")
     handles.append(Patch(color="0.5", alpha=0.3))
     labels.append("inter-quartile range")
     # one panel: keep the legend clear of the (wider) title
-    fig.legend(handles, labels, loc=f"outside right {style.legend_row(axes)}", fontsize=8)
+    title = reading.axis_label(ds, hue) if hue else None
+    loc = f"outside right {style.legend_row(axes)}"
+    fig.legend(handles, labels, loc=loc, fontsize=8, title=title, title_fontsize=8)
+
+
+class _Band(NamedTuple):
+    """What :func:`_band_panels` draws: ``da`` (``live`` says where a run is alive) along
+    ``xdim``, one line per value of ``hue``, panels by chain and by ``row`` / ``col``."""
+
+    da: xr.DataArray
+    live: xr.DataArray
+    xdim: str
+    hue: str | None
+    row: str | None
+    col: str | None
 
 
 def _band_panels(
     ds: xr.Dataset,
-    da: xr.DataArray,
-    live: xr.DataArray,
-    xdim: str,
-    hue: str | None,
+    band: _Band,
     *,
     title: str,
     ylabel: str,
     log: bool | None,
     worst: float,
     marks: bool,
+    note: str = "",
 ) -> Figure:
-    """Median line and inter-quartile band over pooled runs, one panel per chain, hue lines."""
-    pool = [d for d in analysis.grid_axes(ds) if d != hue]
+    """Median line and inter-quartile band over pooled runs, one panel per chain (and per
+    value of the row / col axes), hue lines; ``note`` leads the subtitle."""
+    da, live, xdim, hue = band.da, band.live, band.xdim, band.hue
+    pool = [d for d in analysis.grid_axes(ds) if d not in (hue, band.row, band.col)]
     hues, colors = _hues(ds, hue)
     xs = ds[xdim].values
     alive_vals = da.where(live).values
@@ -117,34 +146,50 @@ def _band_panels(
     if positive.size == 0:
         raise ValueError(f"{da.name!r} has no finite values while the runs are alive")
     log = bool((positive > 0).all()) if log is None else log
-    chains = reading.chains(ds)
-    fig, axes = style.panels(len(chains))
-    for ax, chain in zip(axes, chains, strict=True):
-        n_div = int(ds["diverged"].sel(optimizer=chain).sum())
-        n_runs = int(ds["diverged"].sel(optimizer=chain).size)
+    panels, ncols = reading.facets(ds, band.row, band.col)
+    fig, axes = style.panels(len(panels), ncols=ncols)
+    for ax, panel in zip(axes, panels, strict=True):
+        marked = 0  # rows of × used so far in this panel
         for h, color in zip(hues, colors, strict=True):
-            pick = {"optimizer": chain} | ({hue: h} if hue else {})
+            pick = panel.pick | ({hue: h} if hue else {})
             vals = reading.runs_matrix(da.sel(pick), pool, xdim)
             ok = reading.runs_matrix(live.sel(pick), pool, xdim).astype(bool)
-            _draw_band(
-                ax, vals, ok, xs, worst=worst, log=log, color=color, label=_hue_label(hue, h)
-            )
+            label = _hue_label(ds, hue, h)
+            _draw_band(ax, vals, ok, xs, worst=worst, log=log, color=color, label=label)
             if marks:
-                _mark_divergences(ax, ds["diverged_at"].sel(pick).values, color)
+                marked += _mark_divergences(ax, ds["diverged_at"].sel(pick).values, color, marked)
         if log:
             ax.set_yscale("log")
-        ax.set_title(f"{chain}  ({n_div}/{n_runs} diverged)" if marks else chain, fontsize=10)
+        died = ds["diverged"].sel(panel.pick)
+        counts = f"  ({int(died.sum())}/{died.size} diverged)" if marks else ""
+        ax.set_title(panel.title + counts, fontsize=10)
         ax.grid(alpha=0.3)
     if log:
         style.tidy_log(axes[0])  # shared y: once, after every panel has its data
-    style.label_panels(axes, style.label(xdim), ylabel)
-    _band_legend(fig, axes, ds, marks)
-    style.suptitle(fig, title, reading.pool_note(ds, pool))
+    style.label_panels(axes, reading.axis_label(ds, xdim), ylabel, ncols=ncols)
+    _band_legend(fig, axes, ds, hue, marks)
+    pooled = reading.pool_note(ds, pool)
+    style.suptitle(fig, title, f"{note}; {pooled}" if note else pooled)
     return fig
 
 
 # ---------------------------------------------------------------------------------------------
 # During training and across depth
+
+
+def _hue_and_facets(
+    ds: xr.Dataset, hue: str | None, row: str | None, col: str | None, prefer: str | None = None
+) -> tuple[str | None, xr.Dataset]:
+    """The hue axis (``"auto"``: ``prefer`` if swept, else :func:`reading.default_hue`), checked
+    apart from the facet axes, and ``ds`` with the three sorted."""
+    if hue == "auto":
+        faceted = (row, col)
+        swept = prefer in analysis.grid_axes(ds) and prefer not in faceted
+        hue = prefer if swept and ds.sizes[prefer] > 1 else reading.default_hue(ds, faceted)
+    reading.check_axis(ds, hue)
+    if hue is not None and hue in (row, col):
+        raise ValueError(f"{hue!r} is both the hue and a facet axis")
+    return hue, reading.sort_axes(ds, hue, row, col)
 
 
 def trajectories(
@@ -153,21 +198,27 @@ def trajectories(
     *,
     hue: str | None = "auto",
     sel: Mapping[str, Any] | None = None,
+    row: str | None = None,
+    col: str | None = None,
     log: bool | None = None,
 ) -> Figure:
     """A per-step variable during training: median and inter-quartile band over seeds.
 
-    One panel per chain, one line per value of ``hue`` (default: the learning rate, if swept);
-    every other grid axis is pooled with the seeds. A diverged run counts as +∞ (−∞ for
+    One panel per chain (and per value of ``row`` / ``col``), one line per value of ``hue``
+    (default: the learning rate, if swept); every other grid axis is pooled with the seeds, and
+    the subtitle names the pooled axes and the fixed values. A diverged run counts as +∞ (−∞ for
     accuracy, or any variable :func:`gradlab.schema.higher_is_better`) from its divergence step
     on, so the median line stops when half the runs have exploded rather than following the
-    survivors; an × at the top of the panel marks each run's divergence step.
+    survivors; an × at the top of the panel marks each step at which runs diverged (with their
+    number, where several diverged at the same step).
 
     Args:
       ds: a result Dataset.
       var: a per-step variable (``loss``, ``grad_norm``, ``update_norm``, ...).
       hue: grid axis to colour lines by; ``"auto"`` picks one, ``None`` pools everything.
       sel: grid values to fix first, e.g. ``{"init_scale": 1.0}``.
+      row: grid axis whose values get a row of panels each, e.g. ``"activation"``.
+      col: grid axis whose values get a column of panels each (the chains then go down).
       log: log y axis; default when all values are positive.
 
     Returns:
@@ -175,22 +226,53 @@ def trajectories(
 
     Example:
       >>> trajectories(ds, "grad_norm", sel={"init_scale": 2.0})  # doctest: +SKIP
+      >>> trajectories(ds, "loss", col="activation")  # ReLU beside tanh  # doctest: +SKIP
     """
     ds = reading.select(ds, sel)
     if var not in ds or "step" not in ds[var].dims:
         raise ValueError(f"{var!r} is not a per-step variable of the Dataset")
     if "layer" in ds[var].dims:
         raise ValueError(f"{var!r} is per layer: use layer_profile, or sel={{'layer': l}}")
-    hue = reading.default_hue(ds) if hue == "auto" else hue
-    reading.check_axis(ds, hue)
-    ds = reading.sort_axes(ds, hue)
+    hue, ds = _hue_and_facets(ds, hue, row, col)
     worst = -np.inf if schema.higher_is_better(var) else np.inf
-    what = f"by {style.label(hue)}" if hue else ""
+    what = f"by {reading.axis_label(ds, hue)}" if hue else ""
     return _band_panels(
-        ds, ds[var], analysis.alive(ds), "step", hue,
+        ds, _Band(ds[var], analysis.alive(ds), "step", hue, row, col),
         title=f"{style.label(var)} during training {what}".strip(),
         ylabel=style.label(var), log=log, worst=worst, marks=True,
     )  # fmt: skip
+
+
+def _per_layer(ds: xr.Dataset, var: str, per_parameter: bool | None) -> tuple[xr.DataArray, str]:
+    """The per-layer values :func:`layer_profile` draws and their label: a norm over a layer's
+    parameters per parameter (:func:`gradlab.analysis.per_parameter_rms`) where the Dataset has
+    ``layer_size`` and ``per_parameter`` is not false, else as recorded."""
+    if not is_parameter_norm(var):
+        if per_parameter:
+            raise ValueError(f"{var!r} is not a norm over parameters: per_parameter is for those")
+        return ds[var], style.label(var)
+    sized = "layer_size" in ds.coords
+    if per_parameter and not sized:
+        raise ValueError(
+            "per_parameter=True needs the layer_size coordinate (parameters per layer), which "
+            "this Dataset lacks (written by an older gradlab)"
+        )
+    if sized and per_parameter is not False:
+        rms = analysis.per_parameter_rms(ds, var)
+        return rms, style.label(rms.name)
+    why = "per_parameter=False" if sized else "no layer_size recorded"
+    return ds[var], f"{style.label(var)}\n(raw norm, grows with layer size: {why})"
+
+
+def _chains_agree(ds: xr.Dataset, da: xr.DataArray) -> bool:
+    """Whether every chain has the same values of ``da`` (to float32 rounding, NaN as NaN, some
+    value finite): at initialisation nothing has been trained, so every chain starts from the
+    same network."""
+    if ds.sizes["optimizer"] < 2:
+        return False
+    vals = da.transpose("optimizer", ...).values.astype(float)
+    same = all(np.allclose(v, vals[0], rtol=1e-6, atol=0, equal_nan=True) for v in vals[1:])
+    return same and bool(np.isfinite(vals[0]).any())
 
 
 def layer_profile(
@@ -200,6 +282,9 @@ def layer_profile(
     *,
     hue: str | None = "auto",
     sel: Mapping[str, Any] | None = None,
+    row: str | None = None,
+    col: str | None = None,
+    per_parameter: bool | None = None,
     log: bool | None = None,
 ) -> Figure:
     """A per-layer variable against depth at one step: median and inter-quartile band.
@@ -208,6 +293,16 @@ def layer_profile(
     (layer 0): the backward signal ``delta_rms_layer`` grows by χ1 per layer
     (see :func:`gradlab.analysis.empirical_chi1`). ``hue`` defaults to ``init_scale`` if swept.
 
+    Norms over a layer's parameters (``grad_norm_layer``, ``param_norm_layer``) grow with the
+    layer's size: the 784-input layer of an MNIST MLP looks several times larger than a 10-unit
+    one whatever each weight sees. They are drawn per parameter by default,
+    ‖x_l‖/√n_l (:func:`gradlab.analysis.per_parameter_rms`, ``n_l`` the ``layer_size``
+    coordinate); a Dataset without ``layer_size`` (older run directories) draws the raw norm and
+    says so on the axis.
+
+    Chains that agree at ``step`` (every chain at initialisation) are drawn once, in one panel
+    titled so, instead of once per chain.
+
     Args:
       ds: a result Dataset with per-layer variables.
       var: ``grad_norm_layer``, ``delta_rms_layer``, ``act_rms_layer``, ``param_norm_layer`` or
@@ -215,13 +310,22 @@ def layer_profile(
       step: logged step to show; default the first (initialisation, where theory applies).
       hue: grid axis to colour lines by; ``"auto"`` prefers ``init_scale``.
       sel: grid values to fix first.
+      row: grid axis whose values get a row of panels each.
+      col: grid axis whose values get a column of panels each, e.g. ``"activation"``.
+      per_parameter: draw a norm over parameters per parameter (default: when the Dataset has
+        ``layer_size``); ``False`` draws the raw norm.
       log: log y axis; default when all values are positive.
 
     Returns:
       The Figure.
 
+    Raises:
+      ValueError: ``var`` is not per layer, ``step`` was not logged, or ``per_parameter=True``
+        without ``layer_size`` (or for a variable that is not a norm over parameters).
+
     Example:
       >>> layer_profile(ds, "delta_rms_layer", sel={"learning_rate": 0.01})  # doctest: +SKIP
+      >>> layer_profile(ds, "grad_norm_layer", hue="init", col="activation")  # doctest: +SKIP
 
     References:
       Schoenholz et al., *Deep Information Propagation*, ICLR 2017.
@@ -230,17 +334,20 @@ def layer_profile(
     if var not in ds or "layer" not in ds[var].dims:
         raise ValueError(f"{var!r} is not a per-layer variable of the Dataset")
     step = int(ds["step"].values[0]) if step is None else step
-    if hue == "auto":
-        swept = "init_scale" in analysis.grid_axes(ds) and ds.sizes["init_scale"] > 1
-        hue = "init_scale" if swept else reading.default_hue(ds)
-    reading.check_axis(ds, hue)
-    ds = reading.sort_axes(ds, hue)
-    at = ds.sel(step=step)
-    live = analysis.alive(ds).sel(step=step).broadcast_like(at[var])
+    reading.check_step(ds, step)
+    hue, ds = _hue_and_facets(ds, hue, row, col, prefer="init_scale")
+    values, ylabel = _per_layer(ds, var, per_parameter)
+    values = values.sel(step=step)
+    note = ""
+    if _chains_agree(ds, values):  # one panel for all, not the same panel once per chain
+        note = f"{ds.sizes['optimizer']} chains, equal at step {step}: one panel"
+        ds = ds.isel(optimizer=[0]).assign_coords(optimizer=["all chains"])
+        values = values.isel(optimizer=[0]).assign_coords(optimizer=["all chains"])
+    live = analysis.alive(ds).sel(step=step).broadcast_like(values)
     fig = _band_panels(
-        ds, at[var], live, "layer", hue,
-        title=f"{style.label(var)} across depth at step {step}",
-        ylabel=style.label(var), log=log, worst=np.inf, marks=False,
+        ds, _Band(values, live, "layer", hue, row, col),
+        title=f"{ylabel.splitlines()[0]} across depth at step {step}",
+        ylabel=ylabel, log=log, worst=np.inf, marks=False, note=note,
     )  # fmt: skip
     for ax in fig.axes:
         if ds.sizes["layer"] <= 12:
@@ -361,7 +468,7 @@ def sharpness_vs_bound(
         its_bound = bound if chain in bounded else None
         for h, color in zip(hues, colors, strict=True):
             pick = {"optimizer": chain, "step": steps} | ({hue: h} if hue else {})
-            _sharpness_lines(ax, sharp, its_bound, pick, pool, color, _hue_label(hue, h))
+            _sharpness_lines(ax, sharp, its_bound, pick, pool, color, _hue_label(ds, hue, h))
         ax.set_title(chain, fontsize=10)
         ax.grid(alpha=0.3)
     log = _spans_decade(axes) if log is None else log
@@ -373,94 +480,4 @@ def sharpness_vs_bound(
     _bound_legend(fig, axes, var, bool(bounded))
     what = "Preconditioned sharpness" if var == "precond_sharpness" else "Sharpness"
     style.suptitle(fig, f"{what} against its stability bound", reading.pool_note(ds, pool))
-    return fig
-
-
-# ---------------------------------------------------------------------------------------------
-# Divergence: how often, and how soon
-
-
-def divergence_curve(
-    ds: xr.Dataset,
-    x: str = analysis.LR,
-    *,
-    sel: Mapping[str, Any] | None = None,
-    confidence: float = 0.95,
-) -> Figure:
-    """Divergence rate against one grid axis, one line per chain, with Wilson intervals.
-
-    Where exactly is the boundary, with seed-level uncertainty: each point is the fraction of
-    runs at that value that diverged, pooling seeds and every axis not fixed by ``sel``; the
-    band is the Wilson score interval (:func:`gradlab.analysis.wilson_interval`).
-
-    Args:
-      ds: a result Dataset.
-      x: grid axis along x (default ``learning_rate``).
-      sel: grid values to fix first.
-      confidence: coverage of the band.
-
-    Returns:
-      The Figure.
-
-    Example:
-      >>> divergence_curve(ds, sel={"init_scale": 1.0})  # doctest: +SKIP
-    """
-    ds = reading.select(ds, sel)
-    reading.check_axis(ds, x)
-    ds = reading.sort_axes(ds, x)
-    pool = [d for d in analysis.grid_axes(ds) if d != x]
-    rate = analysis.divergence_rate(ds, over=pool, confidence=confidence)
-    geo = style.axis_geometry(ds, x)
-    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
-    ax = fig.add_subplot()
-    for i, chain in enumerate(reading.chains(ds)):
-        r = rate.sel(optimizer=chain)
-        color = style.OKABE_ITO[i % len(style.OKABE_ITO)]
-        ax.fill_between(geo.positions, r["lower"], r["upper"], color=color, alpha=0.15, lw=0)
-        ax.plot(geo.positions, r["rate"], "o-", color=color, ms=4, label=chain)
-    if geo.categorical:
-        ax.set_xticks(geo.positions, [style.format_value(v) for v in ds[x].values])
-    else:
-        style.set_grid_ticks(ax, "x", geo.positions, geo.log)
-    ax.set_ylim(-0.03, 1.03)
-    ax.set_xlabel(style.label(x))
-    ax.set_ylabel(style.label("divergence_rate"))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, title=f"chain ({confidence:.0%} Wilson band)", title_fontsize=8)
-    style.suptitle(fig, f"Divergence rate against {style.label(x)}", reading.pool_note(ds, pool))
-    return fig
-
-
-def survival_curves(ds: xr.Dataset, *, sel: Mapping[str, Any] | None = None) -> Figure:
-    """Fraction of runs not yet diverged at each step, one line per chain.
-
-    The survival function of the divergence step (:func:`gradlab.analysis.survival`): how many
-    runs explode, and how fast.
-
-    Args:
-      ds: a result Dataset.
-      sel: grid values to fix first.
-
-    Returns:
-      The Figure.
-
-    Example:
-      >>> survival_curves(ds, sel={"learning_rate": 1.0})  # doctest: +SKIP
-    """
-    ds = reading.select(ds, sel)
-    surv = analysis.survival(ds)
-    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
-    ax = fig.add_subplot()
-    for i, chain in enumerate(reading.chains(ds)):
-        ax.step(
-            ds["step"].values, surv.sel(optimizer=chain), where="post", lw=1.8,
-            color=style.OKABE_ITO[i % len(style.OKABE_ITO)], label=chain,
-        )  # fmt: skip
-    ax.set_ylim(-0.03, 1.03)
-    ax.set_xlabel(style.label("step"))
-    ax.set_ylabel("fraction of runs alive (not diverged)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, title="chain", title_fontsize=8)
-    note = reading.pool_note(ds, list(analysis.grid_axes(ds)), per="chain")
-    style.suptitle(fig, "Runs surviving training", note)
     return fig

@@ -8,8 +8,10 @@
   6 ξ_c (Schoenholz et al. 2017, fig. 5);
 - :func:`mean_field_diagram`: either of the two, picked by its ``y`` axis.
 
-The sweep's axes are standard deviations (``init_scale`` = σ_w with ``init="normal"``,
-``bias_std`` = σ_b); the diagrams draw them as the variances σ_w², σ_b² of the theory.
+The sweep's axes are standard deviations (``init_scale`` = σ_w with ``init="normal"``, a
+multiple of the scheme's σ otherwise, ``bias_std`` = σ_b); the diagrams draw them as the variances
+σ_w², σ_b² of the theory, converting init_scale by the scheme (σ_w² = 2 init_scale² for
+``he_normal``) and refusing a scheme that has no single σ_w (Glorot, orthogonal).
 :mod:`gradlab.theory` (numerical integrals in JAX) is imported only when a line is drawn.
 """
 
@@ -38,48 +40,26 @@ _SIGMA_W2 = r"weight variance $\sigma_w^2$"
 _SIGMA_B2 = r"bias variance $\sigma_b^2$"
 
 
-def chi1_vs_theory(
-    ds: xr.Dataset,
-    x: str = "init_scale",
-    theory: Callable[[float], float] | xr.DataArray | None = None,
-    step: int = 0,
-    *,
-    sel: Mapping[str, Any] | None = None,
-) -> Figure:
-    """Measured χ1 against a grid axis, with the mean-field prediction and the critical line.
+Theory = Callable[[float], float] | xr.DataArray
 
-    Plots the median and inter-quartile range of :func:`gradlab.analysis.empirical_chi1` over
-    every other axis (all chains agree at step 0: nothing has been trained yet), the theory curve
-    if given, and χ1 = 1 (the order/chaos boundary: above it gradients explode with depth).
 
-    Args:
-      ds: a result Dataset with ``delta_rms_layer`` and at least two hidden layers.
-      x: grid axis on the x axis (default ``init_scale``, σ_w).
-      theory: mean-field χ1 as a function of the x value, e.g. for ReLU
-        ``lambda s: s**2 / 2`` or ``lambda s: gl.theory.chi1("tanh", s**2, 0.05)``; or a
-        DataArray over ``x``.
-      step: the logged step (default 0, the initialisation).
-      sel: grid values to fix first (e.g. one activation).
+def _theory_of(theory: Theory | Mapping[Any, Theory] | None, panel: reading.Panel) -> Any:
+    """The theory of one panel: a mapping is keyed by the panel's facet value (a tuple of the
+    row and col values when both are given); a DataArray is selected at the facet values it
+    has as dims."""
+    if isinstance(theory, Mapping):
+        key = tuple(panel.pick.values())
+        key = key[0] if len(key) == 1 else key
+        if key not in theory:
+            raise ValueError(f"theory has no entry for {key!r}; its keys: {list(theory)}")
+        theory = theory[key]
+    if isinstance(theory, xr.DataArray):
+        theory = theory.sel({k: v for k, v in panel.pick.items() if k in theory.dims})
+    return theory
 
-    Returns:
-      The Figure.
 
-    Example:
-      >>> chi1_vs_theory(ds, theory=lambda s: s**2 / 2)  # ReLU  # doctest: +SKIP
-
-    References:
-      Poole et al., NeurIPS 2016. Schoenholz et al., ICLR 2017.
-    """
-    ds = reading.select(ds, sel)
-    reading.check_axis(ds, x)
-    ds = reading.sort_axes(ds, x)
-    chi = analysis.empirical_chi1(ds, step=step)
-    pool = [d for d in chi.dims if d != x]
-    xs = ds[x].values
-    with analysis.quiet_nan_warnings():
-        q = np.nanquantile(reading.runs_matrix(chi, pool, x), [0.25, 0.5, 0.75], axis=0)
-    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
-    ax = fig.add_subplot()
+def _chi1_panel(ax: Axes, xs: np.ndarray, q: np.ndarray, theory: Any, x: str) -> None:
+    """One panel of :func:`chi1_vs_theory`: measured median and IQR, theory, χ1 = 1."""
     blue, red = style.OKABE_ITO[0], style.OKABE_ITO[3]
     ax.fill_between(xs, q[0], q[2], color=blue, alpha=0.25, lw=0, label="measured IQR")
     ax.plot(xs, q[1], "o-", color=blue, label=r"measured $\hat\chi_1$ (median)")
@@ -93,17 +73,84 @@ def chi1_vs_theory(
         ax.plot(tx, ty, "--", color=red, lw=2, label=r"mean-field $\chi_1$")
     ax.axhline(1.0, color="0.3", ls=":", lw=1.5, label=r"critical $\chi_1 = 1$")
     ax.set_yscale("log")
-    style.tidy_log(ax)
     style.set_grid_ticks(ax, "x", xs, style.is_log_spaced(xs))
-    ax.set_xlabel(style.label(x))
-    ax.set_ylabel(r"$\chi_1$: growth of $\|\partial L/\partial h\|^2$ per layer")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+
+
+def chi1_vs_theory(
+    ds: xr.Dataset,
+    x: str = "init_scale",
+    theory: Theory | Mapping[Any, Theory] | None = None,
+    step: int = 0,
+    *,
+    sel: Mapping[str, Any] | None = None,
+    row: str | None = None,
+    col: str | None = None,
+) -> Figure:
+    """Measured χ1 against a grid axis, with the mean-field prediction and the critical line.
+
+    Plots the median and inter-quartile range of :func:`gradlab.analysis.empirical_chi1` over
+    every other axis (all chains agree at step 0: nothing has been trained yet), the theory curve
+    if given, and χ1 = 1 (the order/chaos boundary: above it gradients explode with depth). With
+    ``row`` / ``col``, one panel per value of those axes (e.g. ``col="activation"``: ReLU beside
+    tanh), each with its own theory.
+
+    Args:
+      ds: a result Dataset with ``delta_rms_layer`` and at least two hidden layers.
+      x: grid axis on the x axis (default ``init_scale``: σ_w for ``init="normal"``, a multiple
+        of the scheme's σ otherwise; the axis label says which).
+      theory: mean-field χ1 as a function of the x value, e.g. for ReLU with ``init="normal"``
+        ``lambda s: s**2 / 2`` or ``lambda s: gl.theory.chi1("tanh", s**2, 0.05)``; or a
+        DataArray over ``x`` (and the facet axes); or, with ``row`` / ``col``, a mapping from
+        each facet value (a ``(row, col)`` tuple with both) to one of these.
+      step: the logged step (default 0, the initialisation).
+      sel: grid values to fix first (e.g. one activation).
+      row: grid axis whose values get a row of panels each.
+      col: grid axis whose values get a column of panels each.
+
+    Returns:
+      The Figure.
+
+    Raises:
+      ValueError: ``step`` was not logged, an axis is not a grid axis, or a theory mapping has
+        no entry for a panel.
+
+    Example:
+      >>> chi1_vs_theory(ds, theory=lambda s: s**2 / 2)  # ReLU  # doctest: +SKIP
+      >>> chi1_vs_theory(ds, col="activation", theory={  # doctest: +SKIP
+      ...     "relu": lambda s: s**2 / 2,
+      ...     "tanh": lambda s: gl.theory.chi1("tanh", s**2, 0.0)})
+
+    References:
+      Poole et al., NeurIPS 2016. Schoenholz et al., ICLR 2017.
+    """
+    ds = reading.select(ds, sel)
+    reading.check_axis(ds, x)
+    reading.check_step(ds, step)
+    if x in (row, col):
+        raise ValueError(f"{x!r} is both the x axis and a facet axis")
+    panels, ncols = reading.facets(ds, row, col, by_chain=False)
+    ds = reading.sort_axes(ds, x, row, col)
+    chi = analysis.empirical_chi1(ds, step=step)
+    pool = [d for d in chi.dims if d not in (x, row, col)]
+    xs = ds[x].values
+    fig, axes = style.panels(len(panels), size=(4.6, 3.4), ncols=ncols, sharex=True)
+    for ax, panel in zip(axes, panels, strict=True):
+        with analysis.quiet_nan_warnings():
+            runs = reading.runs_matrix(chi.sel(panel.pick), pool, x)
+            q = np.nanquantile(runs, [0.25, 0.5, 0.75], axis=0)
+        _chi1_panel(ax, xs, q, _theory_of(theory, panel), x)
+        if panel.title:
+            ax.set_title(panel.title, fontsize=10)
+    style.tidy_log(axes[0])  # shared y: once, after every panel has its data
+    ylabel = r"$\chi_1$: growth of $\|\partial L/\partial h\|^2$ per layer"
+    style.label_panels(axes, reading.axis_label(ds, x), ylabel, ncols=ncols)
+    axes[0].legend(fontsize=8)
     n = ds.sizes["layer"]
     note = reading.pool_note(ds, [d for d in pool if d in ds.dims])
     style.suptitle(
         fig, f"Backward signal growth per layer at step {step}",
-        f"hidden-layer pairs 1..{n - 2}, {note}",
+        f"hidden-layer pairs 1..{n - 2}; {note}",
     )  # fmt: skip
     return fig
 
@@ -125,6 +172,7 @@ class _Cells(NamedTuple):
     ye: np.ndarray
     xlog: bool
     ylog: bool
+    sigma_note: str  # how σ_w² was read from init_scale
 
 
 def _cells(
@@ -152,14 +200,15 @@ def _cells(
     else:
         values, name = heatmaps.cell_values(ds, metric, keep)
         pool = [d for d in analysis.grid_axes(ds) if d not in keep]
-    xs = ds[x].values.astype(float) ** 2
+    factor, sigma_note = reading.weight_variance(ds)
+    xs = factor * ds[x].values.astype(float) ** 2
     ys = ds[y].values.astype(float) ** (2 if y == "bias_std" else 1)
     xlog, ylog = style.is_log_spaced(xs), style.is_log_spaced(ys)
     xe, ye = style.cell_edges(xs, xlog), style.cell_edges(ys, ylog)
     if y == "bias_std":
         ye = np.maximum(ye, 0.0)
     values = values.transpose("optimizer", y, x)
-    return _Cells(ds, values, name, pool, xs, ys, xe, ye, xlog, ylog)
+    return _Cells(ds, values, name, pool, xs, ys, xe, ye, xlog, ylog, sigma_note)
 
 
 def _color_scale(name: str, z: np.ndarray) -> tuple[Normalize, Colormap]:
@@ -226,7 +275,8 @@ def _finish(
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8)
     what = "measured χ1" if c.name == "chi1" else style.label(c.name)
     note = reading.pool_note(c.ds, [d for d in c.pool if d in c.ds.dims])
-    style.suptitle(fig, f"{what} over σ_w² × {y_words}", f"{activation}; {note}")
+    sigma = f"; {c.sigma_note}" if c.sigma_note else ""
+    style.suptitle(fig, f"{what} over σ_w² × {y_words}", f"{activation}{sigma}; {note}")
     return fig
 
 
@@ -364,7 +414,8 @@ def depth_scale_diagram(
     sb_note = "" if sb is None else rf", $\sigma_b^2$ = {sb**2:.3g}"
     label = rf"theory: {depth_multiple:g} $\xi_c$ ({activation}{sb_note})"
     handles = [Line2D([], [], **_THEORY_STYLE, label=label)]
-    return _finish(fig, axes, mesh, c, handles, style.label(y), style.label(y), activation)
+    ylabel = reading.axis_label(c.ds, y)
+    return _finish(fig, axes, mesh, c, handles, ylabel, ylabel, activation)
 
 
 def mean_field_diagram(

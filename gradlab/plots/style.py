@@ -33,6 +33,8 @@ __all__ = [
     "cell_edges",
     "format_value",
     "hue_colors",
+    "init_scale_label",
+    "init_scale_symbol",
     "is_log_spaced",
     "is_numeric",
     "label",
@@ -51,7 +53,7 @@ LINE_MAP = "plasma"  # lines coloured by an ordered axis (both colour-blind safe
 
 AXIS_LABELS = {
     "learning_rate": r"learning rate $\eta$",
-    "init_scale": r"init scale $\sigma_w$",
+    "init_scale": "init scale",  # σ_w only for init="normal": see init_scale_label
     "bias_std": r"bias std $\sigma_b$",
     "clip_norm": r"clip threshold $c$",
     "clip_value": "clip value",
@@ -65,7 +67,6 @@ AXIS_LABELS = {
 }
 AXIS_SYMBOLS = {
     "learning_rate": r"$\eta$",
-    "init_scale": r"$\sigma_w$",
     "bias_std": r"$\sigma_b$",
     "clip_norm": "$c$",
     "momentum": r"$\beta$",
@@ -80,6 +81,8 @@ VAR_LABELS = {
     "precond_sharpness": r"preconditioned sharpness $\lambda_{\max}(P^{-1}H)$",
     "grad_norm_layer": r"layer gradient norm $\|\partial L/\partial W_l\|$",
     "param_norm_layer": r"layer weight norm $\|W_l\|$",
+    "grad_rms_layer": r"gradient RMS per parameter $\|\partial L/\partial W_l\| / \sqrt{n_l}$",
+    "param_rms_layer": r"weight RMS per parameter $\|W_l\| / \sqrt{n_l}$",
     "update_ratio_layer": r"update ratio $\|\Delta W_l\| / \|W_l\|$",
     "act_rms_layer": r"pre-activation RMS $h_l$",
     "delta_rms_layer": r"backward signal RMS $\partial L/\partial h_l$",
@@ -104,8 +107,33 @@ def label(name: Hashable) -> str:
 
 
 def symbol(name: str) -> str:
-    """The short symbol of a grid axis for legends, e.g. ``$\\sigma_w$`` for ``init_scale``."""
+    """The short symbol of a grid axis for legends, e.g. ``$\\eta$`` for ``learning_rate``
+    (``init_scale``: :func:`init_scale_symbol`, which knows the init scheme)."""
     return AXIS_SYMBOLS.get(name, name.replace("_", " "))
+
+
+def init_scale_label(init: str | None) -> str:
+    """The axis label of ``init_scale`` for init scheme ``init``.
+
+    ``init_scale`` multiplies the standard deviation of the init scheme (:mod:`gradlab.inits`):
+    with ``init="normal"`` it is the mean-field σ_w (W ~ N(0, σ_w²/fan_in)); with any other
+    scheme it is a multiple of that scheme's own σ (for ``he_normal``, σ_w = √2 × init_scale).
+
+    Args:
+      init: the scheme's name, or ``None`` when unknown or varying.
+
+    Returns:
+      ``init scale $\\sigma_w$`` for ``normal``, else e.g. ``init scale (× σ of he_normal)``.
+    """
+    if init == "normal":
+        return r"init scale $\sigma_w$"
+    return f"init scale (× σ of {init or 'the init scheme'})"
+
+
+def init_scale_symbol(init: str | None) -> str:
+    """The legend name of ``init_scale``: ``$\\sigma_w$`` for ``init="normal"``, else
+    ``init scale`` (see :func:`init_scale_label`)."""
+    return r"$\sigma_w$" if init == "normal" else "init scale"
 
 
 def format_value(v: Any) -> str:
@@ -267,6 +295,14 @@ def legend_row(axes: list[Axes]) -> str:
 
 
 def suptitle(fig: Figure, title: str, subtitle: str) -> None:
-    """The figure's title (first letter capitalised) over a subtitle saying what was pooled."""
+    """The figure's title (first letter capitalised) over a subtitle saying what was fixed and
+    pooled, wrapped at "; " to the figure's width (about 9 characters per inch)."""
     title = title[:1].upper() + title[1:]
-    fig.suptitle(f"{title}\n{subtitle}" if subtitle else title, fontsize=11)
+    width = max(40, int(9 * fig.get_figwidth()))
+    lines: list[str] = []
+    for part in subtitle.split("; ") if subtitle else []:
+        if lines and len(lines[-1]) + 2 + len(part) <= width:
+            lines[-1] += f"; {part}"
+        else:
+            lines.append(part)
+    fig.suptitle("\n".join([title, *lines]), fontsize=11)
