@@ -27,7 +27,7 @@ EXPECTED = {
     "01_quickstart.ipynb": {
         "text": [
             "runs in",
-            "max stable lr",
+            "max_stable_lr",  # a column of the comparison table
             "Adam avoids gradient explosion",
             "CLI and Python runs identical: True",
         ],
