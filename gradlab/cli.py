@@ -15,6 +15,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from gradlab.errors import ConfigError
 from gradlab.spec import SweepSpec
@@ -88,6 +89,11 @@ def _parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace event files of an earlier export"
     )
 
+    _add_data_command(commands)
+    return parser
+
+
+def _add_data_command(commands: Any) -> None:
     data = commands.add_parser("data", help="manage data sets", description="Manage data sets.")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     download = data_commands.add_parser(
@@ -100,7 +106,6 @@ def _parser() -> argparse.ArgumentParser:
         "--data-dir", help="data directory (default: $GRADLAB_DATA or ~/.cache/gradlab)"
     )
     download.add_argument("--base-url", help="mirror to download from")
-    return parser
 
 
 def _bytes(text: str) -> int:
