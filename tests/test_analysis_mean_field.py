@@ -186,3 +186,9 @@ def test_chi1_of_a_real_bottleneck_network_matches_mean_field():
         theory = float(gl.theory.chi1("relu", s2, 0.0))
         got = measured.sel(init_scale=np.sqrt(s2), method="nearest")
         np.testing.assert_allclose(got, theory, rtol=0.15)
+
+
+def test_a_step_that_was_not_logged_is_named_not_a_key_error():
+    ds = layered(np.array([[16.0, 4.0, 2.0, 2.0, 2.0, 0.2]]))
+    with pytest.raises(ValueError, match="step"):
+        analysis.empirical_chi1(ds, step=7)

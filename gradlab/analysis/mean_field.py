@@ -29,6 +29,7 @@ from gradlab.analysis.selection import (
     pool_axes,
     quiet_nan_warnings,
     run_cost,
+    select_values,
 )
 
 __all__ = [
@@ -148,7 +149,7 @@ def chi1_profile(ds: xr.Dataset, step: int = 0, widths: Widths = None) -> xr.Dat
     References:
       Schoenholz et al., *Deep Information Propagation*, ICLR 2017 (eq. 9).
     """
-    d2 = ds["delta_rms_layer"].sel(step=step) ** 2
+    d2 = select_values(ds, {"step": step})["delta_rms_layer"] ** 2
     source = "the widths given" if widths is not None else "the layer_width coordinate"
     factor = _width_factor(d2, layer_widths(ds, widths), source)
     prev, nxt = d2.isel(layer=slice(None, -1)), d2.isel(layer=slice(1, None))
@@ -213,7 +214,7 @@ def empirical_chi1(
     """
     if skip < 0:
         raise ValueError(f"skip must be >= 0, got {skip}")
-    depth = ds["delta_rms_layer"].sel(step=step).notnull().sum("layer")  # padding is NaN
+    depth = select_values(ds, {"step": step})["delta_rms_layer"].notnull().sum("layer")  # NaN pad
     if int(depth.max()) < skip + 3:
         raise ValueError(
             f"no interior layer pair left after skipping {skip}: empirical χ1 needs two hidden "
