@@ -115,12 +115,13 @@ class MLP(nn.Module):
 def make_model(model: ModelSpec | nn.Module, num_outputs: int, **overrides: Any) -> nn.Module:
     """The Flax module for a :class:`ModelSpec` (a user's module is returned as it is).
 
-    ``overrides`` replace ModelSpec fields (the static grid axes ``activation`` and ``init``).
+    ``overrides`` replace ModelSpec fields: the static grid axes ``activation`` and ``init``, and
+    ``width`` and ``depth`` (:meth:`~gradlab.spec.ModelSpec.hidden_for`).
     """
     if isinstance(model, nn.Module):
         return model
     return MLP(
-        hidden=model.hidden,
+        hidden=model.hidden_for(overrides.get("width"), overrides.get("depth")),
         num_outputs=model.num_outputs or num_outputs,
         activation=overrides.get("activation", model.activation),
         init_scheme=overrides.get("init", model.init),

@@ -8,8 +8,11 @@ Grid axes come in two kinds:
 
 * **traced** axes (``seed``, ``learning_rate``, ``init_scale``, ``bias_std``, ``clip_norm``, ...)
   become arrays inside one vmapped, compiled program: changing their values never recompiles;
-* **static** axes (``activation``, ``init``, ``batch_size``) change the compiled program, so each
-  value (like each optimizer chain) is its own *group* with its own compilation.
+* **static** axes (``activation``, ``init``, ``batch_size``, ``width``, ``depth``) change the
+  compiled program, so each value (like each optimizer chain) is its own *group* with its own
+  compilation. ``width`` sets every hidden layer's width and ``depth`` the number of hidden
+  layers (:meth:`ModelSpec.hidden_for`); per-layer results of shallower models are NaN past
+  their last layer, and the ``layer_width``/``layer_size`` coordinates get these dims.
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ __all__ = [
 ]
 
 
-STATIC_AXES = ("activation", "init", "batch_size")
+STATIC_AXES = ("activation", "init", "batch_size", "width", "depth")
+STRUCTURE_AXES = ("width", "depth")  # static axes that change the network's shape
 BATCH_ORDERS = ("shared", "per_seed")
 
 # Traced axes that the model or the engine read (the optimizer stages declare their own), with
@@ -111,6 +115,20 @@ class ModelSpec:
         if not isinstance(self.use_bias, bool):
             raise fail("model.use_bias", f"must be true or false, got {self.use_bias!r}")
         _check_positive_int("model.num_outputs", self.num_outputs, allow_none=True)
+
+    def hidden_for(self, width: int | None = None, depth: int | None = None) -> tuple[int, ...]:
+        """The hidden widths at a point of the ``width`` and ``depth`` grid axes.
+
+        ``width`` sets every hidden layer's width, ``depth`` the number of hidden layers (each
+        as wide as ``width``, else as the model's hidden layers, which must then share one
+        width); ``None`` keeps the model's own.
+        """
+        hidden = self.hidden
+        if depth is not None:
+            hidden = (width or (hidden[0] if hidden else 1),) * depth
+        if width is not None:
+            hidden = (width,) * len(hidden)
+        return hidden
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,6 +291,21 @@ class SweepSpec:
             grid[name] = expand_axis(field, values)
             _check_axis_values(field, name, grid[name])
         object.__setattr__(self, "grid", grid)
+        self._check_structure_axes()
+
+    def _check_structure_axes(self) -> None:
+        for name in STRUCTURE_AXES:
+            if name in self.grid and not isinstance(self.model, ModelSpec):
+                raise fail(f"grid.{name}", "needs a ModelSpec (a user's module has its own shape)")
+        hidden = self.model.hidden if isinstance(self.model, ModelSpec) else ()
+        if "depth" in self.grid and "width" not in self.grid and len(set(hidden)) > 1:
+            raise fail(
+                "grid.depth",
+                f"the model's hidden layers {list(hidden)} differ in width: give one width "
+                "(model.hidden = [w]) or a width axis",
+            )
+        if "width" in self.grid and not hidden and "depth" not in self.grid:
+            raise fail("grid.width", "the model has no hidden layer (model.hidden = [])")
 
     def _check_training(self) -> None:
         if (self.steps is None) == (self.epochs is None):
@@ -425,10 +458,10 @@ def _check_axis_values(field: str, name: str, values: tuple[Any, ...]) -> None:
             if v not in INITS:
                 raise fail(field, f"unknown init {v!r}; valid: {', '.join(INITS)}")
         return
-    if name in ("batch_size", "seed"):
+    if name in ("batch_size", "seed", "width", "depth"):
         for v in values:
-            if not _is_int(v) or v < (1 if name == "batch_size" else 0):
-                kind = "positive" if name == "batch_size" else "non-negative"
+            if not _is_int(v) or v < (0 if name == "seed" else 1):
+                kind = "non-negative" if name == "seed" else "positive"
                 raise fail(field, f"values must be {kind} integers, got {v!r}")
             if name == "seed" and v >= 2**31:  # seeds are int32 inside the program
                 raise fail(field, f"values must be below 2**31 (int32), got {v!r}")

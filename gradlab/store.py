@@ -71,6 +71,10 @@ class Layout:
     # read at its first value only, and the Dataset holds copies along it; the flags become
     # the Dataset's ``reads_<axis>`` coordinates. Empty (older manifests): every axis is read.
     reads: dict[str, list[bool]] = dataclasses.field(default_factory=dict)
+    # The grid axes the per-layer lists vary over (``width``, ``depth``): then ``layer_widths``
+    # and ``layer_sizes`` are nested lists, one level per axis, and the coordinates have these
+    # dims before ``layer``. Empty: one list for every group.
+    layer_dims: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def num_groups(self) -> int:
@@ -112,7 +116,13 @@ class Layout:
         and sizes) are not compared: a run directory written before gradlab recorded them is
         resumed, and its manifest rewritten with them. The read flags are compared by what
         they change: which axes each chain trains."""
-        descriptive = {"stability_rules": [], "layer_widths": [], "layer_sizes": [], "reads": {}}
+        descriptive = {
+            "stability_rules": [],
+            "layer_widths": [],
+            "layer_sizes": [],
+            "reads": {},
+            "layer_dims": [],
+        }
         unread = [self.unread(o) for o in range(len(self.optimizers))]
         return dataclasses.replace(self, **descriptive) == dataclasses.replace(
             other, **descriptive
@@ -230,10 +240,11 @@ def assemble(
         "step": np.asarray(layout.steps, np.int64),
         "layer": np.arange(layout.num_layers),
     }
+    per_layer = [*layout.layer_dims, "layer"]
     if layout.layer_widths:
-        coords["layer_width"] = ("layer", np.asarray(layout.layer_widths, np.int64))
+        coords["layer_width"] = (per_layer, np.asarray(layout.layer_widths, np.int64))
     if layout.layer_sizes:
-        coords["layer_size"] = ("layer", np.asarray(layout.layer_sizes, np.int64))
+        coords["layer_size"] = (per_layer, np.asarray(layout.layer_sizes, np.int64))
     for axis, flags in layout.reads.items():
         coords[f"reads_{axis}"] = ("optimizer", np.asarray(flags, bool))
     ds = xr.Dataset(variables, coords=coords)

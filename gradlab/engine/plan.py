@@ -31,7 +31,7 @@ from gradlab import models, optim, schema, store
 from gradlab.engine import program
 from gradlab.engine.platform import DEFAULT_MEMORY_BUDGET, max_chunk
 from gradlab.errors import ConfigError
-from gradlab.spec import MODEL_AXES, DataSpec, SweepSpec
+from gradlab.spec import MODEL_AXES, STRUCTURE_AXES, DataSpec, SweepSpec
 
 __all__ = [
     "EVAL_BATCH",
@@ -201,7 +201,10 @@ def make_plan(
     num_runs = math.prod(len(v) for v in traced.values())
     reads = chain_reads(spec)
     configs = tuple(program.make_config(spec, g, dataset, steps) for g in groups)
-    _check_result_size(spec, len(groups) * num_runs, len(logged), configs[0].num_layers)
+    # Every group records the deepest model's layers; a shallower one's are NaN-padded.
+    num_layers = max(c.num_layers for c in configs)
+    configs = tuple(dataclasses.replace(c, num_layers=num_layers) for c in configs)
+    _check_result_size(spec, len(groups) * num_runs, len(logged), num_layers)
     # The most runs any group trains: its chain reads the most traced axes.
     most_runs = max(
         math.prod(len(v) for a, v in traced.items() if reads.get(a, [True] * (o + 1))[o])
@@ -227,13 +230,14 @@ def make_plan(
         traced={k: list(v) for k, v in traced.items()},
         grid_order=list(spec.grid),
         steps=[int(s) for s in logged],
-        num_layers=configs[0].num_layers,
+        num_layers=num_layers,
         num_runs=num_runs,
         chunk_size=chunk_size,
         stability_rules=[optim.stability_rule(c) or "" for c in spec.optimizers],
         reads=reads,
-        layer_widths=program.layer_widths(configs[0]),
-        layer_sizes=program.layer_sizes(configs[0]),
+        layer_widths=_per_structure(groups, configs, program.layer_widths),
+        layer_sizes=_per_structure(groups, configs, program.layer_sizes),
+        layer_dims=[a for a in spec.grid if a in STRUCTURE_AXES],
     )
     return Plan(
         spec,
@@ -247,6 +251,27 @@ def make_plan(
         chunk_size,
         layout,
     )
+
+
+def _per_structure(
+    groups: tuple[Group, ...], configs: tuple[program.Config, ...], per_layer: Any
+) -> list[Any]:
+    """A per-layer list (``per_layer(config)``), or, when ``width``/``depth`` are grid axes, one
+    such list per point of them, nested in grid order ([width][depth][layer])."""
+    axes = [a for a in groups[0].static if a in STRUCTURE_AXES]
+    found: dict[tuple[Any, ...], list[int]] = {}
+    for group, cfg in zip(groups, configs, strict=True):
+        found.setdefault(tuple(group.static[a] for a in axes), per_layer(cfg))
+    if not axes:
+        return found[()]
+    values = [list(dict.fromkeys(g.static[a] for g in groups)) for a in axes]
+
+    def nest(prefix: tuple[Any, ...], depth: int) -> list[Any]:
+        if depth == len(axes):
+            return found[prefix]
+        return [nest((*prefix, v), depth + 1) for v in values[depth]]
+
+    return nest((), 0)
 
 
 def chain_reads(spec: SweepSpec) -> dict[str, list[bool]]:
@@ -272,8 +297,10 @@ def bytes_per_run(spec: SweepSpec, dataset: data_lib.Dataset, logged: int, batch
     d_in = dataset.x_train.shape[1]
     if isinstance(spec.model, models.nn.Module):
         widths = [d_in, 256, 256, 10]  # unknown user module: assume a mid-sized MLP
-    else:
-        widths = [d_in, *spec.model.hidden, dataset.num_classes or dataset.y_train.shape[-1]]
+    else:  # the widest and deepest model of the grid
+        largest = {a: max(spec.grid[a]) for a in STRUCTURE_AXES if a in spec.grid}
+        hidden = spec.model.hidden_for(**largest)
+        widths = [d_in, *hidden, dataset.num_classes or dataset.y_train.shape[-1]]
     n_params = sum(a * b + b for a, b in itertools.pairwise(widths))
     n_layers = len(widths) - 1
     activations = batch * sum(widths[1:]) * 4  # pre-activations, signals and their gradients

@@ -46,8 +46,12 @@ __all__ = [
 ]
 
 # Coordinates of a result Dataset that are not grid axes: the chains, the logged steps, the
-# layers, and what the store records per chain and per layer.
+# layers, and what the store records per chain (``reads_<axis>`` too) and per layer.
 _NOT_GRID = frozenset({"optimizer", "step", "layer", "stability_rule", "layer_width", "layer_size"})
+
+
+def _is_grid_coord(name: str) -> bool:
+    return name not in _NOT_GRID and not name.startswith("reads_")
 
 
 def select(ds: xr.Dataset, sel: Mapping[str, Any] | None) -> xr.Dataset:
@@ -179,7 +183,7 @@ def fixed_values(ds: xr.Dataset) -> list[tuple[str, Any]]:
     fixed = [
         (str(name), c.values.item())
         for name, c in ds.coords.items()
-        if c.ndim == 0 and name not in _NOT_GRID
+        if c.ndim == 0 and _is_grid_coord(str(name))
     ]
     fixed += [(d, ds[d].values[0].item()) for d in analysis.grid_axes(ds) if ds.sizes[d] == 1]
     return fixed
