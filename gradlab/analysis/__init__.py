@@ -19,6 +19,9 @@ trains, compiles or writes. The questions gradlab answers map onto its modules:
   :func:`trainable_depth` (against 6 ξ_c);
 - :mod:`~gradlab.analysis.curvature` — *does the sharpness sit at its stability bound?*
   :func:`edge_of_stability`, :func:`predicted_lr_boundary` (2/λ), :func:`bounded_sharpness`;
+- :mod:`~gradlab.analysis.width` — *does a parametrization keep every layer's scale and the
+  best learning rate fixed as the network widens?* :func:`coord_check`, :func:`optimal_lr`,
+  :func:`lr_transfer_exponent`;
 - :mod:`~gradlab.analysis.fits` (:func:`crossing`, :func:`power_law_exponent`),
   :mod:`~gradlab.analysis.sweeps` (:func:`concat_sweeps`), :mod:`~gradlab.analysis.claims`
   (:class:`ClaimSet`, :func:`claims_table`), :mod:`~gradlab.analysis.tables` (:func:`format_table`,
@@ -84,11 +87,13 @@ from gradlab.analysis.stability import (
 )
 from gradlab.analysis.sweeps import concat_sweeps
 from gradlab.analysis.tables import TABLE_COLUMNS, format_table, markdown_table, table_cells
+from gradlab.analysis.width import WIDTH, coord_check, lr_transfer_exponent, optimal_lr
 
 __all__ = [
     "LR",
     "SEED",
     "TABLE_COLUMNS",
+    "WIDTH",
     "Claim",
     "ClaimSet",
     "alive",
@@ -100,6 +105,7 @@ __all__ = [
     "claims_table",
     "compare_optimizers",
     "concat_sweeps",
+    "coord_check",
     "critical_init_scale",
     "crossing",
     "divergence_rate",
@@ -110,8 +116,10 @@ __all__ = [
     "grid_axes",
     "layer_widths",
     "load_claims",
+    "lr_transfer_exponent",
     "markdown_table",
     "max_stable_lr",
+    "optimal_lr",
     "per_parameter_rms",
     "performance_profile",
     "pool_axes",

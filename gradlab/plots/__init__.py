@@ -15,7 +15,9 @@ The figures, by the question they answer:
   :func:`performance_profiles` (:mod:`~gradlab.plots.comparison`);
 - does the network agree with mean-field theory: :func:`chi1_vs_theory`,
   :func:`order_chaos_diagram`, :func:`depth_scale_diagram`, :func:`mean_field_diagram`
-  (:mod:`~gradlab.plots.mean_field`).
+  (:mod:`~gradlab.plots.mean_field`);
+- does a parametrization transfer across width: :func:`coord_check`, :func:`lr_transfer`
+  (:mod:`~gradlab.plots.width`).
 
 Labels, colours and layout live in :mod:`~gradlab.plots.style`; what a figure reads from the
 Dataset (selection, sorting, pooling) in :mod:`~gradlab.plots.reading`.
@@ -58,6 +60,7 @@ from gradlab.plots.style import (
     OKABE_ITO,
     VAR_LABELS,
 )
+from gradlab.plots.width import coord_check, lr_transfer
 
 __all__ = [
     "AXIS_LABELS",
@@ -68,9 +71,11 @@ __all__ = [
     "VAR_LABELS",
     "chi1_vs_theory",
     "comparison_bars",
+    "coord_check",
     "depth_scale_diagram",
     "divergence_curve",
     "layer_profile",
+    "lr_transfer",
     "mean_field_diagram",
     "optimizer_table",
     "order_chaos_diagram",
