@@ -77,3 +77,22 @@ def test_lr_transfer_exponent_interval_reflects_the_seeds():
     ds["final_loss"] = ds["final_loss"] + 3 * rng.random(ds["final_loss"].shape)
     out = gl.analysis.lr_transfer_exponent(ds, n_boot=300).sel(optimizer="sgd")
     assert float(out["alpha_high"]) > float(out["alpha_low"])  # noise: a real interval
+
+
+@pytest.mark.slow
+def test_standard_parametrization_fails_the_coordinate_check_with_adam():
+    """SP at a width-independent Adam learning rate: Θ(1) coordinates at initialisation, an
+    output layer that grows with width a few steps later (Yang et al. 2022, Fig. 5)."""
+    spec = gl.SweepSpec(
+        model=gl.ModelSpec(hidden=(64, 64)),
+        data=gl.DataSpec(name="digits"),
+        optimizers=("adam",),
+        grid={"seed": [0, 1, 2], "width": [32, 64, 128, 256], "learning_rate": [0.01]},
+        steps=6,
+        batch_size=64,
+    )
+    cc = gl.analysis.coord_check(gl.run(spec, progress=False), step=[0, 5])
+    slope = cc["slope"].sel(optimizer="adam").isel(learning_rate=0)
+    assert np.all(np.abs(slope.sel(step=0)) < 0.15), slope.sel(step=0).values
+    output = cc.sel(optimizer="adam", step=5, layer=2).isel(learning_rate=0)
+    assert float(output["slope_low"]) > 0.3, output["slope"].values
