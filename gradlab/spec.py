@@ -325,7 +325,9 @@ class SweepSpec:
 
     @property
     def num_runs(self) -> int:
-        """Total number of training runs: chains x the product of all grid axis lengths."""
+        """The runs of the result Dataset: chains x the product of all grid axis lengths (a chain
+        trains an axis it does not read once, so it may train fewer; see
+        :func:`gradlab.engine.plan.chain_reads`)."""
         return len(self.optimizers) * math.prod(len(v) for v in self.grid.values())
 
     def shrunk(self, steps: int = 20) -> SweepSpec:

@@ -66,22 +66,57 @@ class Layout:
     # Per layer: its number of parameters (kernel and bias), the Dataset's ``layer_size``
     # coordinate: ‖g_l‖/√size is the per-parameter RMS that compares layers of unequal size.
     layer_sizes: list[int] = dataclasses.field(default_factory=list)
+    # Per optimizer hyperparameter axis of the grid (a traced axis other than the model axes):
+    # one flag per optimizer, whether its chain reads it. A chain trains an axis it does not
+    # read at its first value only, and the Dataset holds copies along it; the flags become
+    # the Dataset's ``reads_<axis>`` coordinates. Empty (older manifests): every axis is read.
+    reads: dict[str, list[bool]] = dataclasses.field(default_factory=dict)
 
     @property
     def num_groups(self) -> int:
         return len(self.optimizers) * math.prod(len(v) for v in self.static.values())
 
-    @property
-    def num_chunks(self) -> int:
-        return math.ceil(self.num_runs / self.chunk_size)
+    def optimizer_of(self, group: int) -> int:
+        """The index of group ``group``'s chain (groups: optimizer outermost, then static)."""
+        return group // math.prod(len(v) for v in self.static.values())
+
+    def unread(self, optimizer: int) -> list[str]:
+        """The traced axes the chain ``optimizer`` does not read, in grid order."""
+        return [a for a, flags in self.reads.items() if a in self.traced and not flags[optimizer]]
+
+    def group_axes(self, group: int) -> dict[str, list[Any]]:
+        """The traced axes as group ``group`` trains them: an axis its chain does not read has
+        only its first value."""
+        unread = self.unread(self.optimizer_of(group))
+        return {a: v[:1] if a in unread else list(v) for a, v in self.traced.items()}
+
+    def group_runs(self, group: int) -> int:
+        """The number of runs group ``group`` trains."""
+        return math.prod(len(v) for v in self.group_axes(group).values())
+
+    def group_chunks(self, group: int) -> int:
+        """The number of chunks of group ``group``."""
+        return math.ceil(self.group_runs(group) / self.chunk_size)
+
+    def chunk_len(self, group: int, chunk: int) -> int:
+        """Real (unpadded) runs in chunk ``chunk`` of group ``group``."""
+        return min(self.chunk_size, self.group_runs(group) - chunk * self.chunk_size)
+
+    def chunk_keys(self) -> list[tuple[int, int]]:
+        """Every (group, chunk) of the sweep, in order."""
+        return [(g, c) for g in range(self.num_groups) for c in range(self.group_chunks(g))]
 
     def same_chunks(self, other: Layout) -> bool:
         """Whether chunk files written under ``other`` belong in this layout: the same sweep
         (fingerprint) cut the same way. The descriptive fields (stability rules, layer widths
         and sizes) are not compared: a run directory written before gradlab recorded them is
-        resumed, and its manifest rewritten with them."""
-        descriptive = {"stability_rules": [], "layer_widths": [], "layer_sizes": []}
-        return dataclasses.replace(self, **descriptive) == dataclasses.replace(other, **descriptive)
+        resumed, and its manifest rewritten with them. The read flags are compared by what
+        they change: which axes each chain trains."""
+        descriptive = {"stability_rules": [], "layer_widths": [], "layer_sizes": [], "reads": {}}
+        unread = [self.unread(o) for o in range(len(self.optimizers))]
+        return dataclasses.replace(self, **descriptive) == dataclasses.replace(
+            other, **descriptive
+        ) and unread == [other.unread(o) for o in range(len(other.optimizers))]
 
     def to_json(self) -> str:
         return json.dumps({"format": FORMAT_VERSION, **dataclasses.asdict(self)}, indent=1)
@@ -150,14 +185,27 @@ def _stack_chunks(
 
     The array is allocated once and each chunk copied into its place: a 16,384-run, 10-epoch
     sweep returns gigabytes, and concatenating the chunks and then stacking the groups copied
-    them twice. (One copy stays: the chunks are read-only views of JAX's buffers.)
+    them twice. (One copy stays: the chunks are read-only views of JAX's buffers.) A group
+    whose chain does not read some traced axes trained fewer runs: they are copied along those
+    axes (broadcast over the full traced grid).
     """
     first = np.asarray(chunks[(0, 0)][name])
-    out = np.empty((layout.num_groups, layout.num_runs, *first.shape[1:]), first.dtype)
-    for (g, c), arrays in chunks.items():
-        start = c * layout.chunk_size
-        part = arrays[name]
-        out[g, start : start + len(part)] = part
+    tail = first.shape[1:]
+    full = [len(v) for v in layout.traced.values()]
+    out = np.empty((layout.num_groups, layout.num_runs, *tail), first.dtype)
+    for g in range(layout.num_groups):
+        axes = layout.group_axes(g)
+        if layout.group_runs(g) == layout.num_runs:
+            view = out[g]
+        else:
+            view = np.empty((layout.group_runs(g), *tail), first.dtype)
+        for c in range(layout.group_chunks(g)):
+            start = c * layout.chunk_size
+            part = chunks[(g, c)][name]
+            view[start : start + len(part)] = part
+        if view is not out[g]:
+            trained = view.reshape(*(len(v) for v in axes.values()), *tail)
+            out[g] = np.broadcast_to(trained, (*full, *tail)).reshape(layout.num_runs, *tail)
     return out
 
 
@@ -171,20 +219,10 @@ def assemble(
 
     Dims: ``optimizer``, the grid axes in the order the spec gives them, ``step``, ``layer``.
     """
-    lead = ["optimizer", *layout.static, *layout.traced]
-    lead_shape = [
-        len(layout.optimizers),
-        *(len(v) for v in layout.static.values()),
-        *(len(v) for v in layout.traced.values()),
-    ]
-    order = ["optimizer", *layout.grid_order]
-    variables = {}
-    for name in chunks[(0, 0)]:
-        stacked = _stack_chunks(layout, chunks, name)
-        tail = VARIABLES[name].dims
-        arr = stacked.reshape(*lead_shape, *stacked.shape[2:])
-        da = xr.DataArray(arr, dims=[*lead, *tail])
-        variables[name] = da.transpose(*order, *tail)
+    variables = {
+        name: _grid_array(layout, _stack_chunks(layout, chunks, name), VARIABLES[name].dims)
+        for name in chunks[(0, 0)]
+    }
     coords = {
         "optimizer": layout.optimizers,
         "stability_rule": ("optimizer", layout.stability_rules or [""] * len(layout.optimizers)),
@@ -196,9 +234,34 @@ def assemble(
         coords["layer_width"] = ("layer", np.asarray(layout.layer_widths, np.int64))
     if layout.layer_sizes:
         coords["layer_size"] = ("layer", np.asarray(layout.layer_sizes, np.int64))
+    for axis, flags in layout.reads.items():
+        coords[f"reads_{axis}"] = ("optimizer", np.asarray(flags, bool))
     ds = xr.Dataset(variables, coords=coords)
     ds.attrs.update(spec=spec_toml, **versions(), **dict(attrs))
     return ds
+
+
+def _grid_array(layout: Layout, stacked: np.ndarray, tail: tuple[str, ...]) -> xr.DataArray:
+    """A [groups, runs, *tail] array as a DataArray over optimizer, the grid axes (the spec's
+    order) and ``tail``."""
+    lead = ["optimizer", *layout.static, *layout.traced]
+    lead_shape = [
+        len(layout.optimizers),
+        *(len(v) for v in layout.static.values()),
+        *(len(v) for v in layout.traced.values()),
+    ]
+    da = xr.DataArray(stacked.reshape(*lead_shape, *stacked.shape[2:]), dims=[*lead, *tail])
+    return da.transpose("optimizer", *layout.grid_order, *tail)
+
+
+def _unfinished(template: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    """The arrays of ``n`` runs that have not finished: NaN floats, false flags, -1 integers
+    (``diverged_at`` of a run that has not diverged)."""
+    out = {}
+    for name, a in template.items():
+        fill = np.nan if a.dtype.kind == "f" else False if a.dtype.kind == "b" else -1
+        out[name] = np.full((n, *a.shape[1:]), fill, a.dtype)
+    return out
 
 
 class RunDir:
@@ -258,9 +321,6 @@ class RunDir:
     def chunk_path(self, group: int, chunk: int) -> Path:
         return self.path / "chunks" / f"g{group:03d}-c{chunk:05d}.nc"
 
-    def chunk_size_of(self, chunk: int) -> int:
-        return min(self.layout.chunk_size, self.layout.num_runs - chunk * self.layout.chunk_size)
-
     def chunk_identity(self, group: int, chunk: int) -> dict[str, Any]:
         """What a chunk file must say about itself to be reused: the sweep's fingerprint, its
         group and index, the chunk size it was cut with and its run range."""
@@ -271,7 +331,7 @@ class RunDir:
             "chunk": chunk,
             "chunk_size": self.layout.chunk_size,
             "run_start": start,
-            "run_stop": start + self.chunk_size_of(chunk),
+            "run_stop": start + self.layout.chunk_len(group, chunk),
         }
 
     def read_chunk(self, group: int, chunk: int) -> tuple[dict[str, np.ndarray] | None, str]:
@@ -311,26 +371,43 @@ class RunDir:
         _write_netcdf(self.chunk_path(group, chunk), ds)
 
     def missing(self) -> list[tuple[int, int]]:
-        return [
-            (g, c)
-            for g in range(self.layout.num_groups)
-            for c in range(self.layout.num_chunks)
-            if not self.chunk_path(g, c).exists()
-        ]
+        return [(g, c) for g, c in self.layout.chunk_keys() if not self.chunk_path(g, c).exists()]
 
-    def assemble(self, attrs: Mapping[str, Any]) -> xr.Dataset:
-        chunks = {}
-        for g in range(self.layout.num_groups):
-            for c in range(self.layout.num_chunks):
-                arrays, why = self.read_chunk(g, c)
-                if arrays is None:
-                    raise ValueError(
-                        f"run directory {self.path} is incomplete: chunk {c} of group {g} is "
-                        f"{why}; run the same sweep again to finish it"
-                    )
+    def assemble(self, attrs: Mapping[str, Any], *, partial: bool = False) -> xr.Dataset:
+        """The Dataset of every chunk on disk (each verified by :meth:`read_chunk`).
+
+        With ``partial``, chunks that are missing or do not verify are left out: their runs
+        hold NaN (false flags, ``diverged_at`` -1) and the boolean variable ``finished`` over
+        ``(optimizer, *grid)`` says which runs are real; the analysis counts only those
+        (:func:`gradlab.analysis.counted_runs`).
+
+        Raises:
+          ValueError: a chunk is missing and not ``partial``, or no chunk has finished yet.
+        """
+        chunks, done = {}, {}
+        for g, c in self.layout.chunk_keys():
+            arrays, why = self.read_chunk(g, c)
+            if arrays is None and not partial:
+                raise ValueError(
+                    f"run directory {self.path} is incomplete: chunk {c} of group {g} is "
+                    f"{why}; run the same sweep again to finish it, or load what has "
+                    "finished with gradlab.load(path, partial=True)"
+                )
+            if arrays is not None:
                 chunks[(g, c)] = arrays
+            done[(g, c)] = {"finished": np.full(self.layout.chunk_len(g, c), arrays is not None)}
+        if not chunks:
+            raise ValueError(f"run directory {self.path} has no finished chunk yet")
+        template = next(iter(chunks.values()))
+        for g, c in self.layout.chunk_keys():
+            chunks.setdefault((g, c), _unfinished(template, self.layout.chunk_len(g, c)))
         spec = (self.path / "spec.toml").read_text()
-        return assemble(self.layout, chunks, spec, attrs)
+        ds = assemble(self.layout, chunks, spec, attrs)
+        if partial:
+            finished = _grid_array(self.layout, _stack_chunks(self.layout, done, "finished"), ())
+            ds["finished"] = finished
+            ds.attrs["finished_runs"] = int(finished.sum())
+        return ds
 
     def log_session(self, session: str, times: Mapping[str, float]) -> None:
         """Record what one session (one process's ``gl.run`` call) has spent so far:
@@ -365,12 +442,24 @@ class RunDir:
         return ds
 
 
-def load(path: str | os.PathLike) -> xr.Dataset:
+def load(path: str | os.PathLike, *, partial: bool = False) -> xr.Dataset:
     """Read the result Dataset of a run directory (written by ``gradlab.run(spec, out=path)``).
+
+    Args:
+      path: the run directory.
+      partial: for a sweep that is still running or was interrupted, return the runs that have
+        finished: the others hold NaN, and the boolean variable ``finished`` over
+        ``(optimizer, *grid)`` marks the real ones (``attrs["finished_runs"]`` counts them).
+        A complete sweep is returned as it is, without ``finished``.
 
     Raises:
       FileNotFoundError: ``path`` is not a run directory.
-      ValueError: the sweep is incomplete (it says which chunk is missing).
+      ValueError: the sweep is incomplete (it says which chunk is missing) and not ``partial``,
+        or no chunk has finished yet.
+
+    Example:
+      >>> ds = gl.load("runs/default", partial=True)  # doctest: +SKIP
+      >>> float(ds["finished"].mean())  # the fraction of runs done so far  # doctest: +SKIP
     """
     path = Path(path)
     result = path / "result.nc"
@@ -380,4 +469,5 @@ def load(path: str | os.PathLike) -> xr.Dataset:
     layout = RunDir.stored_layout(path)
     if layout is None:
         raise FileNotFoundError(f"{path} is not a gradlab run directory (no manifest.json)")
-    return RunDir(path, layout).assemble({"devices": 1})
+    run_dir = RunDir(path, layout)
+    return run_dir.assemble(run_dir.timing_attrs({"devices": 1}), partial=partial)

@@ -88,7 +88,7 @@ def test_assemble_places_every_chunk_by_group_run_and_step(chunk_size):
     ).astype(np.float32)
     chunks = {}
     for g in range(2):
-        for c in range(layout.num_chunks):
+        for c in range(layout.group_chunks(g)):
             runs = np.arange(c * chunk_size, min((c + 1) * chunk_size, 6))
             chunks[(g, c)] = {
                 "grad_norm_layer": code(g, runs),

@@ -2,8 +2,13 @@
 
 A sweep is the Cartesian product of optimizer chains, static grid axes (``activation``, ``init``,
 ``batch_size``) and traced grid axes (everything else). Chains and static axes make **groups**;
-each group is compiled once as one program and fed the flat table of traced runs in fixed-size
-**chunks** (the last one padded), so changing any traced value never recompiles. The plan also
+each group is compiled once as one program and fed the flat table of its traced runs in
+fixed-size **chunks** (the last one padded), so changing any traced value never recompiles.
+
+A chain trains each of its distinct configurations once: a traced axis it does not read (plain
+``sgd`` and a ``clip_norm`` axis) is held at its first value in that chain's groups, and the
+store copies the results along it (:attr:`gradlab.store.Layout.reads`), so an unread axis costs
+nothing and the analysis can tell the copies from runs. The plan also
 fixes what the programs and the run directory need to agree on: the steps and the logged steps,
 the batch orders, the evaluation layout, the memory estimate that sizes the chunks, each
 group's static :class:`~gradlab.engine.program.Config`, and the run-directory
@@ -26,13 +31,14 @@ from gradlab import models, optim, schema, store
 from gradlab.engine import program
 from gradlab.engine.platform import DEFAULT_MEMORY_BUDGET, max_chunk
 from gradlab.errors import ConfigError
-from gradlab.spec import DataSpec, SweepSpec
+from gradlab.spec import MODEL_AXES, DataSpec, SweepSpec
 
 __all__ = [
     "EVAL_BATCH",
     "Group",
     "Plan",
     "bytes_per_run",
+    "chain_reads",
     "eval_layout",
     "make_plan",
     "resolve_data",
@@ -65,7 +71,9 @@ class Plan:
       spec_toml: the spec as TOML (serialised once; its hash is the fingerprint).
       groups: the static groups (optimizer outermost, then static axes in grid order).
       configs: the static facts of each group's program, in the order of ``groups``.
-      runs: traced axis -> [num_runs] values, the Cartesian product in C order.
+      runs: traced axis -> [num_runs] values, the Cartesian product in C order (the full grid;
+        a group trains :meth:`group_runs`, which holds the axes its chain does not read at
+        their first value).
       steps: optimizer steps per run.
       steps_per_epoch: batches per epoch (1 for full batch).
       logged_steps: the steps whose metrics are recorded.
@@ -86,28 +94,34 @@ class Plan:
 
     @property
     def num_runs(self) -> int:
-        """Traced runs per group."""
+        """Traced grid points per group (the runs of a chain that reads every traced axis)."""
         return len(next(iter(self.runs.values()))) if self.runs else 1
 
-    @property
-    def num_chunks(self) -> int:
-        """Chunks per group."""
-        return math.ceil(self.num_runs / self.chunk_size)
+    def group_runs(self, group: int) -> dict[str, np.ndarray]:
+        """The traced runs group ``group`` trains: the Cartesian product (C order) of the traced
+        axes, each axis its chain does not read held at its first value."""
+        return _runs_table(self.layout.group_axes(group))
 
-    def chunk_len(self, index: int) -> int:
-        """Real (unpadded) runs in chunk ``index``."""
-        return min(self.chunk_size, self.num_runs - index * self.chunk_size)
+    def num_chunks(self, group: int) -> int:
+        """Chunks of group ``group``."""
+        return self.layout.group_chunks(group)
 
-    def chunk(self, index: int) -> dict[str, np.ndarray]:
-        """The traced hyperparameters of chunk ``index``, padded to ``chunk_size`` runs.
+    def chunk_len(self, group: int, index: int) -> int:
+        """Real (unpadded) runs in chunk ``index`` of group ``group``."""
+        return self.layout.chunk_len(group, index)
+
+    def chunk(self, group: int, index: int) -> dict[str, np.ndarray]:
+        """The traced hyperparameters of chunk ``index`` of group ``group``, padded to
+        ``chunk_size`` runs.
 
         Padding repeats the chunk's first run; padded results are discarded.
         """
+        runs = self.group_runs(group)
         start = index * self.chunk_size
-        stop = min(start + self.chunk_size, self.num_runs)
+        stop = start + self.chunk_len(group, index)
         pad = self.chunk_size - (stop - start)
         out = {}
-        for name, values in self.runs.items():
+        for name, values in runs.items():
             part = values[start:stop]
             out[name] = np.concatenate([part, np.repeat(part[:1], pad)]) if pad else part
         if not out:  # a grid with no traced axis: one run per group (seed 0)
@@ -185,8 +199,14 @@ def make_plan(
     traced = spec.traced_axes
     logged = np.arange(0, (steps // spec.log_every) * spec.log_every, spec.log_every)
     num_runs = math.prod(len(v) for v in traced.values())
+    reads = chain_reads(spec)
     configs = tuple(program.make_config(spec, g, dataset, steps) for g in groups)
     _check_result_size(spec, len(groups) * num_runs, len(logged), configs[0].num_layers)
+    # The most runs any group trains: its chain reads the most traced axes.
+    most_runs = max(
+        math.prod(len(v) for a, v in traced.items() if reads.get(a, [True] * (o + 1))[o])
+        for o in range(len(spec.optimizers))
+    )
     if chunk_size is None:
         batch = static.get("batch_size", (spec.batch_size,))[0]
         per_run = bytes_per_run(spec, dataset, len(logged), batch or n_train)
@@ -196,8 +216,8 @@ def make_plan(
                 f"budget of {memory_budget / 2**20:.0f} MiB; raise it or log less often"
             )
         cap = max_chunk(platform) * num_devices
-        chunk_size = max(1, min(num_runs, cap, memory_budget // per_run))
-    chunk_size = min(chunk_size, num_runs)
+        chunk_size = max(1, min(most_runs, cap, memory_budget // per_run))
+    chunk_size = min(chunk_size, most_runs)
     chunk_size = math.ceil(chunk_size / num_devices) * num_devices
     spec_toml = spec.toml
     layout = store.Layout(
@@ -211,6 +231,7 @@ def make_plan(
         num_runs=num_runs,
         chunk_size=chunk_size,
         stability_rules=[optim.stability_rule(c) or "" for c in spec.optimizers],
+        reads=reads,
         layer_widths=program.layer_widths(configs[0]),
         layer_sizes=program.layer_sizes(configs[0]),
     )
@@ -226,6 +247,24 @@ def make_plan(
         chunk_size,
         layout,
     )
+
+
+def chain_reads(spec: SweepSpec) -> dict[str, list[bool]]:
+    """Which chain reads which optimizer hyperparameter axis of the grid.
+
+    Returns:
+      For every traced grid axis that is not a model axis (``seed``, ``init_scale``,
+      ``bias_std``): one flag per chain of ``spec.optimizers``, true if the chain reads it
+      (a stage of the chain takes it; a user's callable chain reads every axis).
+    """
+    return {
+        axis: [
+            not isinstance(chain, str) or axis in optim.chain_hparams(chain)
+            for chain in spec.optimizers
+        ]
+        for axis in spec.traced_axes
+        if axis not in MODEL_AXES
+    }
 
 
 def bytes_per_run(spec: SweepSpec, dataset: data_lib.Dataset, logged: int, batch: int) -> int:

@@ -90,7 +90,7 @@ def run(
         jax.tree.map(jnp.asarray, eval_layout(dataset.x_train, dataset.y_train)),
         jax.tree.map(jnp.asarray, eval_layout(dataset.x_test, dataset.y_test)),
     ]
-    bar = _progress(len(plan.groups) * plan.num_runs, progress)
+    bar = _progress(sum(plan.layout.group_runs(g) for g in range(len(plan.groups))), progress)
     results: dict[tuple[int, int], dict[str, np.ndarray]] = {}
     clock = _Clock(start, run_dir)
     for g, group in enumerate(plan.groups):
@@ -127,16 +127,18 @@ def _train_group(
 ) -> None:
     """Train this process's missing chunks of group ``g``, timing them on ``clock``.
 
-    Under ``jax.distributed`` each process takes every ``process_count``-th chunk.
+    Under ``jax.distributed`` each process takes every ``process_count``-th chunk of the sweep.
     """
     processes, process = jax.process_count(), jax.process_index()
     group = plan.groups[g]
-    mine = [c for c in range(plan.num_chunks) if (g * plan.num_chunks + c) % processes == process]
+    first = plan.layout.chunk_keys().index((g, 0))  # the sweep-wide index of chunk (g, 0)
+    chunks = range(plan.num_chunks(g))
+    mine = [c for c in chunks if (first + c) % processes == process]
     todo = [c for c in mine if not (run_dir and run_dir.has_chunk(g, c))]
-    bar.update(sum(plan.chunk_len(c) for c in range(plan.num_chunks) if c not in todo))
+    bar.update(sum(plan.chunk_len(g, c) for c in chunks if c not in todo))
     if not todo:
         return
-    hp0 = {k: jnp.asarray(v) for k, v in plan.chunk(0).items()}
+    hp0 = {k: jnp.asarray(v) for k, v in plan.chunk(g, 0).items()}
     spec = plan.spec
     key = (
         spec.replace(grid={}).fingerprint(),
@@ -157,11 +159,11 @@ def _train_group(
         clock.compile_time += time.perf_counter() - t0
     bar.set_description(group.label)
     for c in todo:
-        hp = {k: jnp.asarray(v) for k, v in plan.chunk(c).items()}
+        hp = {k: jnp.asarray(v) for k, v in plan.chunk(g, c).items()}
         t0 = time.perf_counter()
         outputs = jax.device_get(chunk_program(hp, *args))
         clock.run_time += time.perf_counter() - t0
-        n = plan.chunk_len(c)
+        n = plan.chunk_len(g, c)
         outputs = {k: np.asarray(v)[:n] for k, v in outputs.items()}
         if run_dir:
             run_dir.write_chunk(g, c, outputs)
