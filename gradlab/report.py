@@ -50,7 +50,9 @@ def as_dataset(source: xr.Dataset | str | os.PathLike[str]) -> xr.Dataset:
     Args:
       source: an ``xarray.Dataset`` (returned as is); a ``.nc`` file written by
         ``ds.to_netcdf(path, engine="h5netcdf")``; or a run directory of ``gl.run(spec, out=...)``,
-        read with ``gradlab.store.load``.
+        read with ``gradlab.store.load(path, partial=True)``: a sweep still running or
+        interrupted gives its finished runs, with the ``finished`` mask (the report says so,
+        :func:`partial_note`); a complete one, its Dataset.
 
     Returns:
       The Dataset, in memory.
@@ -65,7 +67,7 @@ def as_dataset(source: xr.Dataset | str | os.PathLike[str]) -> xr.Dataset:
         return xr.load_dataset(path, engine="h5netcdf")
     from gradlab.store import load  # the engine's persistence; only needed for run directories
 
-    return load(path)
+    return load(path, partial=True)
 
 
 def _swept(ds: xr.Dataset) -> list[str]:

@@ -1,4 +1,5 @@
-"""compare_optimizers on a real gl.run sweep: a clip-norm axis that plain sgd does not read.
+"""compare_optimizers and the report on a real gl.run sweep: a clip-norm axis that plain sgd
+does not read, and the same sweep interrupted.
 
 The expected numbers are computed with numpy from the Dataset's own arrays (the runs gl.run
 trained), never by gradlab.analysis.
@@ -6,16 +7,19 @@ trained), never by gradlab.analysis.
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
 import gradlab as gl
+from gradlab import report
 
 CLIP = "clip_by_global_norm|sgd"
 
 
 @pytest.fixture(scope="module")
-def ds():
+def run_dir(tmp_path_factory):
     rng = np.random.default_rng(16)
     x = rng.normal(size=(80, 6)).astype(np.float32)
     y = (x[:, 0] + x[:, 1] > 0).astype(np.int32)
@@ -27,7 +31,14 @@ def ds():
         steps=6,
         batch_size=16,
     )
-    return gl.run(spec, progress=False)
+    out = tmp_path_factory.mktemp("analysis_run") / "run"
+    gl.run(spec, out=str(out), chunk_size=3, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def ds(run_dir):
+    return gl.load(run_dir)
 
 
 def test_sgd_is_one_row_of_distinct_runs_and_the_clipped_chain_one_per_clip_norm(ds):
@@ -51,3 +62,19 @@ def test_sgd_is_one_row_of_distinct_runs_and_the_clipped_chain_one_per_clip_norm
     # sgd's copies along clip_norm are the same runs
     sgd = ds["final_loss"].sel(optimizer="sgd")
     np.testing.assert_array_equal(sgd.sel(clip_norm=1.0), sgd.sel(clip_norm=3.0))
+
+
+def test_the_report_of_an_interrupted_sweep_uses_its_finished_runs(run_dir, ds, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    (copy / "result.nc").unlink()
+    (copy / "chunks" / "g000-c00000.nc").unlink()  # sgd's first chunk of runs
+    finished = gl.load(copy, partial=True)["finished"]
+    sgd = int(finished.sel(optimizer="sgd", clip_norm=1.0).sum())  # its distinct runs
+    clipped = int(finished.sel(optimizer=CLIP).sum())
+    assert 0 < sgd < 6 and clipped == 12
+    index = report.write_report(copy, tmp_path / "report", dpi=30)
+    page = index.read_text(encoding="utf-8")
+    assert f"partial: {sgd + clipped} of 18 runs finished" in page  # 18: 6 sgd + 2 x 6 clipped
+    summary = (tmp_path / "report" / "summary.csv").read_text(encoding="utf-8")
+    assert summary.splitlines()[1].split(",")[:2] == ["sgd", str(sgd)]

@@ -217,8 +217,8 @@ def test_report_reads_run_directories_and_netcdf(tmp_path, monkeypatch):
     ds = make_dataset({"seed": [0, 1], "learning_rate": [0.1, 1.0]}, chains=("sgd",))
     seen = []
 
-    def fake_load(path):
-        seen.append(Path(path))
+    def fake_load(path, partial=False):
+        seen.append((Path(path), partial))
         return ds
 
     import gradlab.store
@@ -227,7 +227,7 @@ def test_report_reads_run_directories_and_netcdf(tmp_path, monkeypatch):
     run_dir = tmp_path / "runs" / "demo"
     run_dir.mkdir(parents=True)
     index = report.write_report(run_dir, tmp_path / "rep", dpi=50)
-    assert seen == [run_dir]
+    assert seen == [(run_dir, True)]  # a sweep still running is reported from its finished runs
     assert "gradlab sweep: demo" in index.read_text(encoding="utf-8")
     pytest.importorskip("h5py", reason="h5netcdf needs h5py to write netCDF files")
     nc = tmp_path / "result.nc"
