@@ -178,8 +178,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if jax.process_index() > 0:  # process 0 prints and writes the report
         return 0
-    table = analysis.compare_optimizers(ds)
-    print(analysis.format_table(table))
+    table = analysis.compare_optimizers(ds)  # every column: the report's summary.csv
+    print(analysis.format_table(table[list(analysis.SUMMARY_COLUMNS)]))
     print(
         f"\n{ds.attrs['wall_time_s']:.1f} s wall ({ds.attrs['compile_time_s']:.1f} s compiling, "
         f"{ds.attrs['run_time_s']:.1f} s training{_sessions(ds)}); "

@@ -1,10 +1,13 @@
-"""A self-contained HTML report of a sweep: comparison table, figures, spec.
+"""A self-contained HTML report of a sweep: comparison tables, figures, spec.
 
 ``gradlab report RUN_DIR --out DIR`` calls :func:`write_report`. The page embeds every figure as a
 base64 PNG, so ``index.html`` alone can be opened, mailed or attached to a paper draft; the same
 figures are written alongside as ``figures/*.png``, with the table as ``summary.csv`` and
 ``summary.md``. Which figures appear depends on what the Dataset holds (per-layer signals,
 sharpness, how many grid axes were swept); nothing is drawn from numbers that were not measured.
+Every count and table is over the runs that count (:func:`gradlab.analysis.counted_runs`): a
+chain's copies along an axis it does not read are one run, and a partial Dataset (a sweep still
+running or interrupted) is reported from its finished runs, with a line at the top that says so.
 """
 
 from __future__ import annotations
@@ -24,13 +27,13 @@ from matplotlib.figure import Figure
 
 from gradlab import analysis, plots
 
-__all__ = ["as_dataset", "write_report"]
+__all__ = ["as_dataset", "partial_note", "write_report"]
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
        max-width: 1200px; padding: 0 1rem; color: #222; line-height: 1.45; }
 h1 { font-size: 1.6rem; margin-bottom: 0.2rem; } h2 { margin-top: 2.2rem; font-size: 1.25rem; }
-.meta { color: #555; font-size: 0.9rem; }
+.meta { color: #555; font-size: 0.9rem; } .partial { color: #8a4b00; }
 table { border-collapse: collapse; font-size: 0.88rem; margin: 0.6rem 0; }
 th, td { border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: right; }
 th { background: #e8eef5; } td:first-child, th:first-child { text-align: left; }
@@ -47,7 +50,9 @@ def as_dataset(source: xr.Dataset | str | os.PathLike[str]) -> xr.Dataset:
     Args:
       source: an ``xarray.Dataset`` (returned as is); a ``.nc`` file written by
         ``ds.to_netcdf(path, engine="h5netcdf")``; or a run directory of ``gl.run(spec, out=...)``,
-        read with ``gradlab.store.load``.
+        read with ``gradlab.store.load(path, partial=True)``: a sweep still running or
+        interrupted gives its finished runs, with the ``finished`` mask (the report says so,
+        :func:`partial_note`); a complete one, its Dataset.
 
     Returns:
       The Dataset, in memory.
@@ -62,7 +67,7 @@ def as_dataset(source: xr.Dataset | str | os.PathLike[str]) -> xr.Dataset:
         return xr.load_dataset(path, engine="h5netcdf")
     from gradlab.store import load  # the engine's persistence; only needed for run directories
 
-    return load(path)
+    return load(path, partial=True)
 
 
 def _swept(ds: xr.Dataset) -> list[str]:
@@ -86,9 +91,11 @@ def _figure_plan(ds: xr.Dataset) -> Iterator[_Planned]:
     swept = _swept(ds)
     yield (
         "comparison",
-        "Optimizer chains side by side: divergence rate, largest learning rate at which no run "
-        "diverged, median final loss and test accuracy of the runs that did not diverge, "
-        "fraction of steps clipped, largest gradient norm.",
+        "Optimizer chains side by side, one row per chain configuration: divergence rate, "
+        "largest learning rate at which no run diverged and at which every run trains, median "
+        "final loss and test accuracy at the best learning rate (bars: order-statistic 95% "
+        "interval over the pooled runs, where there are enough), fraction of steps clipped, "
+        "largest gradient norm.",
         lambda: plots.comparison_bars(ds),
     )
     yield from _grid_figures(ds, swept)
@@ -238,8 +245,10 @@ def write_report(
 
     Files written:
 
-    - ``index.html``: self-contained page (figures embedded as base64 PNG): what was swept, the
-      optimizer comparison table (:func:`gradlab.analysis.compare_optimizers`), every figure the
+    - ``index.html``: self-contained page (figures embedded as base64 PNG): a line saying so
+      when the Dataset is partial (:func:`partial_note`), what was swept, the optimizer
+      comparison table and the best-learning-rate table (the columns of
+      :func:`gradlab.analysis.compare_optimizers`, ``best_*`` in the second), every figure the
       Dataset supports (:mod:`gradlab.plots`), the sweep spec (TOML) and the environment;
     - ``figures/<name>.png``: the same figures as files;
     - ``summary.csv`` (full precision) and ``summary.md`` (formatted) comparison tables.
@@ -308,13 +317,64 @@ def _figures_html(figures: list[tuple[str, str, str]]) -> str:
     )
 
 
+def partial_note(ds: xr.Dataset) -> str | None:
+    """The line a report of a partial Dataset starts with, or ``None`` for a complete one.
+
+    A Dataset from ``gl.load(dir, partial=True)`` has a boolean ``finished`` variable; its
+    runs are counted as :func:`gradlab.analysis.counted_runs` counts them (a chain's copies
+    along an axis it does not read are one run).
+
+    Args:
+      ds: a result Dataset.
+
+    Returns:
+      ``"partial: N of M runs finished; figures and tables use the finished runs"``, or
+      ``None`` when ``ds`` has no ``finished`` variable.
+
+    Example:
+      >>> partial_note(gl.load("runs/demo", partial=True))  # doctest: +SKIP
+      'partial: 120 of 320 runs finished; figures and tables use the finished runs'
+    """
+    if "finished" not in ds:
+        return None
+    done = int(analysis.counted_runs(ds).sum())
+    total = int(analysis.counted_runs(ds.drop_vars("finished")).sum())
+    return f"partial: {done} of {total} runs finished; figures and tables use the finished runs"
+
+
+def _comparison_html(df: pd.DataFrame) -> str:
+    """The comparison table and the best-learning-rate table, under the DataFrame's names."""
+    best = [c for c in df.columns if c.startswith("best_")]
+    rest = [c for c in df.columns if c not in best]
+    headers, rows = analysis.table_cells(df[rest])
+    best_headers, best_rows = analysis.table_cells(df[best])
+    return f"""<h2>Optimizer comparison</h2>
+{_html_table(headers, rows)}
+<p class="meta">One row per chain configuration (a chain and each value of the optimizer
+hyperparameters it reads), seeds and model axes pooled. Counts are over distinct finished runs;
+trained: did not diverge, final loss at most 0.9 times the step-0 loss and (classifiers) test
+accuracy at least chance + 0.1 (gradlab.analysis.trains). max_stable_lr is the largest learning
+rate at which no run diverged, max_trained_lr the largest at which every run trains. Medians
+are over runs that did not diverge.</p>
+<h2>Best learning rate</h2>
+{_html_table(best_headers, best_rows)}
+<p class="meta">best_lr: the learning rate with the best median final loss, diverged runs
+counted as the worst (gradlab.analysis.best_over); there, the median final loss and test
+accuracy of the pooled runs with an order-statistic 95% interval (_lower, _upper; "-" below
+six runs, ±inf where it reaches a run that diverged). All columns are also in
+<a href="summary.csv">summary.csv</a> and <a href="summary.md">summary.md</a>, under the same
+names.</p>"""
+
+
 def _page(ds: xr.Dataset, df: pd.DataFrame, figures: list[tuple[str, str, str]], title: str) -> str:
     """The self-contained HTML page."""
     env = _environment_rows(ds)
-    n_runs = int(ds["diverged"].size)
-    n_div = int(ds["diverged"].sum())
+    counted = analysis.counted_runs(ds)
+    n_runs = int(counted.sum())
+    n_div = int((ds["diverged"].astype(bool) & counted).sum())
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    headers, rows = analysis.table_cells(df)
+    note = partial_note(ds)
+    partial = f'<p class="partial"><strong>{html.escape(note)}</strong></p>\n' if note else ""
     spec = ds.attrs.get("spec")
     spec_html = f"<pre>{html.escape(str(spec))}</pre>" if spec else "<p>No spec recorded.</p>"
     return f"""<!DOCTYPE html>
@@ -327,16 +387,11 @@ def _page(ds: xr.Dataset, df: pd.DataFrame, figures: list[tuple[str, str, str]],
 </head>
 <body>
 <h1>{html.escape(title)}</h1>
-<p class="meta">{n_runs} runs, {n_div} diverged ({n_div / max(n_runs, 1):.0%}).
+{partial}<p class="meta">{n_runs} runs, {n_div} diverged ({n_div / max(n_runs, 1):.0%}).
 Generated {now} by gradlab.report.</p>
 <h2>What was swept</h2>
 {_html_table(["axis", "size", "values"], _grid_rows(ds), "grid")}
-<h2>Optimizer comparison</h2>
-{_html_table(headers, rows)}
-<p class="meta">Also as <a href="summary.csv">summary.csv</a> and
-<a href="summary.md">summary.md</a>, under the same column names. Medians are over runs that
-did not diverge; max_stable_lr is the largest learning rate at which no run diverged for any seed
-or other grid value.</p>
+{_comparison_html(df)}
 <h2>Figures</h2>
 {_figures_html(figures)}
 <h2>Sweep spec</h2>

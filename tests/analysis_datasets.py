@@ -106,3 +106,82 @@ def layered(deltas: np.ndarray, widths=None) -> xr.Dataset:
         return ds
     widths = [8] * layers if widths is None else widths
     return ds.assign_coords(layer_width=("layer", np.asarray(widths, np.int64)))
+
+
+# sgd does not read clip_norm, the clipped chain does: gl.run trains sgd once per (seed, lr)
+# and writes copies of it along clip_norm (the ``reads_<axis>`` coordinates say so).
+UNREAD_GRID = {
+    "seed": list(range(6)),
+    "learning_rate": [0.1, 1.0, 10.0],
+    "clip_norm": [1.0, 3.0, 10.0],
+}
+UNREAD_AT = np.full((2, 6, 3, 3), -1)
+UNREAD_AT[0, :, 2, :] = 2  # sgd: every seed diverges at lr = 10 (the same run, copied)
+UNREAD_AT[0, 0, 1, :] = 3  # sgd: seed 0 also at lr = 1
+UNREAD_AT[1, 2, 2, 1] = 1  # clipped, clip_norm = 3: seed 2 at lr = 10
+UNREAD_AT[1, :, 2, 2] = 0  # clipped, clip_norm = 10: every seed at lr = 10
+UNREAD_AT[1, 1, 1, 2] = 4  # clipped, clip_norm = 10: seed 1 at lr = 1
+
+
+def unread_axis_dataset() -> xr.Dataset:
+    """sgd and ``clip_by_global_norm|sgd`` over seed (6) x learning_rate x clip_norm.
+
+    sgd's runs are copies along clip_norm of its runs at clip_norm = 1 (divergence, final loss
+    and test accuracy alike); the clipped chain's differ per clip norm. ``final_loss`` and
+    ``test_accuracy`` are distinct per run (NaN where the run diverged), the initial loss is 1.
+    """
+    chains = ("sgd", "clip_by_global_norm|sgd")
+    ds = dataset(UNREAD_AT, UNREAD_GRID, chains=chains)
+    rng = np.random.default_rng(16)
+    loss = rng.uniform(0.1, 0.8, UNREAD_AT.shape)
+    acc = rng.uniform(0.5, 0.95, UNREAD_AT.shape)
+    loss[0], acc[0] = loss[0, ..., :1], acc[0, ..., :1]  # sgd: copies of clip_norm = 1
+    div = UNREAD_AT >= 0
+    ds["final_loss"] = ds["final_loss"].copy(data=np.where(div, np.nan, loss))
+    ds["test_accuracy"] = ds["final_loss"].copy(data=np.where(div, np.nan, acc))
+    return ds.assign_coords(
+        reads_learning_rate=("optimizer", [True, True]),
+        reads_clip_norm=("optimizer", [False, True]),
+    )
+
+
+def partial(ds: xr.Dataset, finished: np.ndarray) -> xr.Dataset:
+    """``ds`` as ``gl.load(dir, partial=True)`` returns it with only ``finished`` runs done.
+
+    Unfinished runs hold NaN floats, False flags and ``diverged_at`` -1; the boolean variable
+    ``finished`` over ``(optimizer, *grid)`` marks the others.
+    """
+    done = xr.DataArray(np.asarray(finished, bool), dims=ds["diverged"].dims)
+    out = ds.copy()
+    for name, var in ds.data_vars.items():
+        if name == "diverged_at":
+            out[name] = var.where(done, -1)
+        elif var.dtype == bool:
+            out[name] = var & done
+        elif var.dtype.kind == "f":
+            out[name] = var.where(done)
+    out["finished"] = done
+    return out
+
+
+def survived_dataset() -> xr.Dataset:
+    """One clipped chain over seed (3) x learning_rate [0.1, 1, 3.16, 10]: it trains at 0.1 and
+    1, survives at chance at 3.16 and diverges at 10.
+
+    Every run starts at loss 8 (a large init) and minibatch accuracy 0.1 (ten classes). At 0.1
+    and 1 the runs end at final loss 0.5 / 0.3 (+0.01 per seed) and test accuracy 0.85 / 0.9;
+    at 3.16 they survive, collapsed to a uniform prediction: final loss 2.3 (below 0.9 x 8) at
+    test accuracy 0.1.
+    """
+    grid = {"seed": [0, 1, 2], "learning_rate": [0.1, 1.0, 3.16, 10.0]}
+    at = np.full((1, 3, 4), -1)
+    at[0, :, 3] = 2
+    ds = dataset(at, grid, chains=("clip_by_global_norm|sgd",))
+    ds["loss"] = ds["loss"] * 8.0
+    ds["accuracy"] = ds["loss"] * 0 + 0.1
+    seed = np.arange(3)[:, None] * 0.01
+    final = np.array([0.5, 0.3, 2.3, np.nan])[None, :] + seed
+    ds["final_loss"] = ds["final_loss"].copy(data=final[None])
+    test = np.array([0.85, 0.9, 0.1, np.nan])[None, :] + 0 * seed
+    ds["test_accuracy"] = ds["final_loss"].copy(data=test[None])
+    return ds

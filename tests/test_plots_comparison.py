@@ -9,6 +9,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 import xarray as xr
+from analysis_datasets import unread_axis_dataset
 from plot_datasets import LR, make_dataset
 
 from gradlab import plots
@@ -74,3 +75,22 @@ def test_max_stable_lr_is_drawn_on_a_log_axis_where_the_learning_rates_are_log_s
     ax = max_stable_lr_panel(plots.comparison_bars(even))
     assert ax.get_xscale() == "linear"  # an arithmetic grid: bars
     np.testing.assert_allclose(sorted(p.get_width() for p in ax.patches), [0.1, 0.3])
+
+
+def test_comparison_bars_have_a_row_per_chain_configuration_and_interval_bars():
+    """A clip-norm axis that sgd does not read: one sgd row, a row per clip norm for the clipped
+    chain; the best final loss carries its interval (six seeds: min to max)."""
+    ds = unread_axis_dataset()
+    fig = plots.comparison_bars(ds)
+    rows = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    clip = "clip_by_global_norm|sgd"
+    assert rows == ["sgd", *(f"{clip} (clip_norm={c})" for c in ("1", "3", "10"))]
+    # 18 distinct runs per row: sgd's copies along clip_norm are not counted again
+    assert fig.texts[0].get_text().endswith("18 runs per row (seed × learning_rate)")
+    (ax,) = [a for a in fig.axes if a.get_title().startswith("final loss at the best")]
+    # the clip-norm-1 row has no diverged run at its best lr: a finite interval, drawn
+    loss = ds["final_loss"].sel(optimizer=clip, clip_norm=1.0).values  # (seed, lr)
+    best = int(np.argmin(np.median(loss, axis=0)))
+    (bars,) = [c for c in ax.collections if c.get_segments()]
+    spans = sorted((s[0][0], s[1][0]) for s in bars.get_segments())
+    assert (loss[:, best].min(), loss[:, best].max()) in [pytest.approx(s) for s in spans]

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from analysis_datasets import partial
 from PIL import Image
 
 from gradlab import analysis, report
@@ -172,8 +173,15 @@ def test_report_tables_spec_and_metadata(written):
     df = analysis.compare_optimizers(ds)
     # one naming: the page's headers are the DataFrame's columns (and summary.csv's)
     comparison = re.search(r"<h2>Optimizer comparison</h2>\s*<table>(.*?)</thead>", html, re.S)
-    assert comparison is not None
-    assert re.findall(r"<th>(.*?)</th>", comparison.group(1)) == ["optimizer", *df.columns]
+    best = re.search(r"<h2>Best learning rate</h2>\s*<table>(.*?)</thead>", html, re.S)
+    assert comparison is not None and best is not None
+    shown = re.findall(r"<th>(.*?)</th>", comparison.group(1))
+    shown_best = re.findall(r"<th>(.*?)</th>", best.group(1))
+    assert shown[0] == shown_best[0] == "optimizer"
+    assert sorted(shown[1:] + shown_best[1:]) == sorted(df.columns)  # every column, once
+    assert {"max_trained_lr", "trained"} <= set(shown)
+    assert {"best_lr", "best_final_loss_lower", "best_test_accuracy"} <= set(shown_best)
+    assert "partial:" not in text  # a complete Dataset
     # the environment table has a header, not a row of empty cells
     env = re.search(r"<h2>Environment</h2>\s*<table>(.*?)</thead>", html, re.S)
     assert env is not None and re.findall(r"<th>(.*?)</th>", env.group(1)) == ["attribute", "value"]
@@ -209,8 +217,8 @@ def test_report_reads_run_directories_and_netcdf(tmp_path, monkeypatch):
     ds = make_dataset({"seed": [0, 1], "learning_rate": [0.1, 1.0]}, chains=("sgd",))
     seen = []
 
-    def fake_load(path):
-        seen.append(Path(path))
+    def fake_load(path, partial=False):
+        seen.append((Path(path), partial))
         return ds
 
     import gradlab.store
@@ -219,7 +227,7 @@ def test_report_reads_run_directories_and_netcdf(tmp_path, monkeypatch):
     run_dir = tmp_path / "runs" / "demo"
     run_dir.mkdir(parents=True)
     index = report.write_report(run_dir, tmp_path / "rep", dpi=50)
-    assert seen == [run_dir]
+    assert seen == [(run_dir, True)]  # a sweep still running is reported from its finished runs
     assert "gradlab sweep: demo" in index.read_text(encoding="utf-8")
     pytest.importorskip("h5py", reason="h5netcdf needs h5py to write netCDF files")
     nc = tmp_path / "result.nc"
@@ -284,3 +292,18 @@ def test_report_in_headless_chromium(written, tmp_path):
     with Image.open(shot) as im:
         assert im.size == (1200, 1600)
         assert len(im.convert("L").getcolors(maxcolors=1 << 16) or range(1 << 16)) > 10
+
+
+def test_report_of_a_partial_dataset_says_so_and_counts_finished_runs(tmp_path):
+    """gl.load(dir, partial=True): unfinished runs hold NaN, False and -1 and are marked by
+    ``finished``; the page says how many finished and counts only those."""
+    ds = make_dataset({"seed": [0, 1], "learning_rate": [0.1, 1.0]}, diverge=0.0)
+    done = np.ones(ds["diverged"].shape, bool)
+    done[:, 1] = False  # seed 1 has not finished for either chain
+    ds = partial(ds, done)
+    index = report.write_report(ds, tmp_path / "out", dpi=40)
+    text = " ".join("".join(parse(index).text).split())
+    assert "partial: 4 of 8 runs finished; figures and tables use the finished runs" in text
+    assert "4 runs, 0 diverged" in text
+    csv = pd.read_csv(index.parent / "summary.csv", index_col="optimizer")
+    assert list(csv["runs"]) == [2, 2]

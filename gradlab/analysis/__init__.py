@@ -8,9 +8,12 @@ trains, compiles or writes. The questions gradlab answers map onto its modules:
   (with :func:`wilson_interval` across seeds), :func:`stable_lr_range` / :func:`max_stable_lr`,
   :func:`time_to_explode`, :func:`survival`;
 - :mod:`~gradlab.analysis.comparison` — *which optimizer chain is most robust, at what cost?*
-  :func:`compare_optimizers` (one row per chain, printed by the CLI via :func:`format_table`),
-  :func:`best_learning_rate`, :func:`relative_cost`; :mod:`~gradlab.analysis.profiles`:
-  :func:`performance_profile`, :func:`profile_score`;
+  :func:`compare_optimizers` (one row per chain configuration, :func:`chain_rows`; printed by
+  the CLI via :func:`format_table`), :func:`best_learning_rate`, :func:`relative_cost`;
+  :mod:`~gradlab.analysis.profiles`: :func:`performance_profile`, :func:`profile_score`;
+- :mod:`~gradlab.analysis.training` — *does a run train, and how well at its best?*
+  :func:`trains` (against :func:`chance_accuracy`), :func:`max_trained_lr`, :func:`best_over`
+  (the best median over an axis, with :func:`median_interval`);
 - :mod:`~gradlab.analysis.clipping` — *how often did an intervention fire, where should its
   threshold be?* :func:`fire_rate`, :func:`typical_grad_norm`;
 - :mod:`~gradlab.analysis.mean_field` — *does signal propagation agree with mean field?*
@@ -27,9 +30,10 @@ trains, compiles or writes. The questions gradlab answers map onto its modules:
   (:class:`ClaimSet`, :func:`claims_table`), :mod:`~gradlab.analysis.tables` (:func:`format_table`,
   :func:`markdown_table`, :func:`table_cells`);
 - :mod:`~gradlab.analysis.selection` — the conventions they all share: :func:`grid_axes`,
-  :func:`alive`, :func:`pool_axes`, :func:`select_values` (grid values, with errors that name
-  the axis), :func:`per_parameter_rms` (per-layer norms comparable across layer sizes),
-  :func:`quiet_nan_warnings`.
+  :func:`alive`, :func:`counted_runs` (which runs count), :func:`chain_reads`,
+  :func:`hyperparameter_axes`, :func:`pool_axes`, :func:`select_values` (grid values, with
+  errors that name the axis), :func:`per_parameter_rms` (per-layer norms comparable across
+  layer sizes), :func:`quiet_nan_warnings`.
 
 Purity. Every function is pure: no I/O, no training, no global state, and its inputs are not
 modified. Most are functions of one result Dataset and of nothing else but two fixed tables of
@@ -48,14 +52,24 @@ something other than one Dataset, by design:
 - :func:`format_table`, :func:`markdown_table`, :func:`table_cells` read a DataFrame.
 
 Conventions. A run is *alive* at step ``s`` iff ``diverged_at == -1`` or ``s <= diverged_at``
-(the values at ``diverged_at`` are measured, later ones are NaN). ``over=`` names the grid axes a
+(the values at ``diverged_at`` are measured, later ones are NaN). A run *counts*
+(:func:`counted_runs`) iff it has finished and it is not a copy: a chain is trained once per
+distinct configuration, and along a grid axis it does not read (its ``reads_<axis>``
+coordinate) the Dataset holds copies of the run at the axis's first value. Every reduction
+over grid axes counts only these runs: rates are counted k/n, medians skip the others, worst
+cases look only at them. ``over=`` names the grid axes a
 function reduces (pools) over; ``"seed"`` may be named even when the sweep has no seed axis (a
 sweep without seeds has one run per configuration).
 """
 
 from gradlab.analysis.claims import Claim, ClaimSet, claims_markdown, claims_table, load_claims
 from gradlab.analysis.clipping import fire_rate, typical_grad_norm
-from gradlab.analysis.comparison import best_learning_rate, compare_optimizers, relative_cost
+from gradlab.analysis.comparison import (
+    best_learning_rate,
+    chain_rows,
+    compare_optimizers,
+    relative_cost,
+)
 from gradlab.analysis.curvature import bounded_sharpness, edge_of_stability, predicted_lr_boundary
 from gradlab.analysis.fits import crossing, power_law_exponent
 from gradlab.analysis.mean_field import (
@@ -71,7 +85,10 @@ from gradlab.analysis.selection import (
     SEED,
     alive,
     applied,
+    chain_reads,
+    counted_runs,
     grid_axes,
+    hyperparameter_axes,
     per_parameter_rms,
     pool_axes,
     quiet_nan_warnings,
@@ -86,12 +103,26 @@ from gradlab.analysis.stability import (
     wilson_interval,
 )
 from gradlab.analysis.sweeps import concat_sweeps
-from gradlab.analysis.tables import TABLE_COLUMNS, format_table, markdown_table, table_cells
+from gradlab.analysis.tables import (
+    SUMMARY_COLUMNS,
+    TABLE_COLUMNS,
+    format_table,
+    markdown_table,
+    table_cells,
+)
+from gradlab.analysis.training import (
+    best_over,
+    chance_accuracy,
+    max_trained_lr,
+    median_interval,
+    trains,
+)
 from gradlab.analysis.width import WIDTH, coord_check, lr_transfer_exponent, optimal_lr
 
 __all__ = [
     "LR",
     "SEED",
+    "SUMMARY_COLUMNS",
     "TABLE_COLUMNS",
     "WIDTH",
     "Claim",
@@ -99,13 +130,18 @@ __all__ = [
     "alive",
     "applied",
     "best_learning_rate",
+    "best_over",
     "bounded_sharpness",
+    "chain_reads",
+    "chain_rows",
+    "chance_accuracy",
     "chi1_profile",
     "claims_markdown",
     "claims_table",
     "compare_optimizers",
     "concat_sweeps",
     "coord_check",
+    "counted_runs",
     "critical_init_scale",
     "crossing",
     "divergence_rate",
@@ -114,11 +150,14 @@ __all__ = [
     "fire_rate",
     "format_table",
     "grid_axes",
+    "hyperparameter_axes",
     "layer_widths",
     "load_claims",
     "lr_transfer_exponent",
     "markdown_table",
     "max_stable_lr",
+    "max_trained_lr",
+    "median_interval",
     "optimal_lr",
     "per_parameter_rms",
     "performance_profile",
@@ -134,6 +173,7 @@ __all__ = [
     "table_cells",
     "time_to_explode",
     "trainable_depth",
+    "trains",
     "typical_grad_norm",
     "wilson_interval",
 ]

@@ -16,7 +16,14 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from gradlab.analysis.selection import SEED, Axes, applied, pool_axes, quiet_nan_warnings
+from gradlab.analysis.selection import (
+    SEED,
+    Axes,
+    applied,
+    counted_runs,
+    pool_axes,
+    quiet_nan_warnings,
+)
 
 __all__ = ["fire_rate", "typical_grad_norm"]
 
@@ -30,8 +37,10 @@ def fire_rate(ds: xr.Dataset, var: str = "clipped", over: Axes = SEED) -> xr.Dat
     (:func:`~gradlab.analysis.selection.applied`: the step of divergence applies no update, so
     it has no clip or skip flag and is not counted).
 
-    with the sums over the logged steps and the runs pooled by ``over``. ``clipped``: a clip
-    stage changed the gradient; ``skipped``: ``apply_if_finite`` dropped the update.
+    with the sums over the logged steps and the runs pooled by ``over`` that count
+    (:func:`~gradlab.analysis.selection.counted_runs`: a chain's copies along a pooled axis it
+    does not read once, unfinished runs not at all). ``clipped``: a clip stage changed the
+    gradient; ``skipped``: ``apply_if_finite`` dropped the update.
 
     Args:
       ds: a result Dataset.
@@ -50,9 +59,10 @@ def fire_rate(ds: xr.Dataset, var: str = "clipped", over: Axes = SEED) -> xr.Dat
     """
     if var not in ds or "step" not in ds[var].dims:
         raise ValueError(f"{var!r} is not a per-step variable of the Dataset")
-    steps = applied(ds)
+    pooled = pool_axes(ds, over)
+    steps = applied(ds) & counted_runs(ds, pooled)
     fired = ds[var].astype(bool) & steps
-    dims = [*pool_axes(ds, over), "step"]
+    dims = [*pooled, "step"]
     with quiet_nan_warnings():
         return (fired.sum(dims) / steps.sum(dims)).rename(f"{var}_rate")
 
@@ -71,7 +81,8 @@ def typical_grad_norm(
 
     .. math:: c = \operatorname{stat}\{\|g_t\|_2 : t \text{ logged}, \text{run not diverged}\}
 
-    pooled over the logged steps and the runs of ``over``.
+    pooled over the logged steps and the runs of ``over`` that count
+    (:func:`~gradlab.analysis.selection.counted_runs`).
 
     Args:
       ds: a result Dataset with ``grad_norm``.
@@ -91,9 +102,10 @@ def typical_grad_norm(
     """
     if var not in ds:
         raise ValueError(f"no variable {var!r} in the Dataset")
-    g = ds[var].where(~ds["diverged"].astype(bool))
+    pooled = pool_axes(ds, over)
+    g = ds[var].where(~ds["diverged"].astype(bool) & counted_runs(ds, pooled))
     g = g.where(np.isfinite(g))
-    dims = [*pool_axes(ds, over), "step"]
+    dims = [*pooled, "step"]
     with quiet_nan_warnings():
         if statistic == "mean":
             out = g.mean(dims)

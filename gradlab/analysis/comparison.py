@@ -1,14 +1,15 @@
 """Which optimizer chain is most robust, and at what cost? Chains side by side.
 
-:func:`compare_optimizers` is the one-row-per-chain table that ``gradlab run`` prints;
-:func:`best_learning_rate` finds the learning rate each chain should be run at, and
+:func:`compare_optimizers` is the one-row-per-chain-configuration table that ``gradlab run``
+prints; :func:`best_learning_rate` finds the learning rate each chain should be run at, and
 :func:`relative_cost` prices a chain (e.g. a clipped one) against a baseline at the same point.
 Performance profiles across configurations are in :mod:`gradlab.analysis.profiles`.
 """
 
 from __future__ import annotations
 
-import math
+import itertools
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,82 +22,206 @@ from gradlab.analysis.selection import (
     Axes,
     alive,
     applied,
+    chain_reads,
+    counted_runs,
     grid_axes,
+    hyperparameter_axes,
     in_dataset_order,
     pool_axes,
     quiet_nan_warnings,
-    run_cost,
     surviving,
+    where_counted,
 )
 from gradlab.analysis.stability import stable_lr_range, time_to_explode
 from gradlab.analysis.tables import TABLE_COLUMNS
+from gradlab.analysis.training import best_over, chance_accuracy, max_trained_lr, trains
 
-__all__ = ["best_learning_rate", "compare_optimizers", "relative_cost"]
+__all__ = ["best_learning_rate", "chain_rows", "compare_optimizers", "relative_cost"]
 
 
-def compare_optimizers(ds: xr.Dataset, lr: str = LR) -> pd.DataFrame:
-    """One row per optimizer chain: how robust it is and what it costs.
+def chain_rows(ds: xr.Dataset, lr: str = LR) -> dict[str, dict[str, Any]]:
+    """The rows of :func:`compare_optimizers`: each chain x the values of the axes it reads.
 
-    Every grid point and seed of a chain is one run. Columns (NaN where the Dataset lacks the
-    variable or no run qualifies):
-
-    - ``runs``: number of runs of the chain;
-    - ``diverged``: fraction of runs that diverged;
-    - ``max_stable_lr``: largest grid learning rate at which *no* run diverged, for any seed and
-      any value of the other grid axes (:func:`stable_lr_range` pooled over all of them);
-    - ``stable_decades``: log10(max / min stable learning rate);
-    - ``final_loss``, ``test_loss``, ``test_accuracy``: medians over the runs that did not
-      diverge;
-    - ``clip_rate``: fraction of applied steps, over all runs, at which a clip stage changed the
-      gradient (0 for chains without clipping);
-    - ``max_grad_norm``: largest finite raw gradient norm measured in any alive step of any run
-      (non-finite gradients are counted by ``diverged`` instead);
-    - ``diverged_at``: median divergence step over the runs that diverged;
-    - ``sharpness_ratio``: median over runs of the largest sharpness / ``sharpness_bound``
-      (e.g. λ_max η / 2) over alive steps where sharpness was computed; > 1 means the run
-      crossed its stability threshold. The sharpness is the one the chain's bound bounds
-      (:func:`gradlab.analysis.bounded_sharpness`, by the ``stability_rule`` coordinate: the
-      preconditioned one for Adam); NaN for a chain with no known rule.
+    A chain's *configuration* is the chain and one value of each optimizer hyperparameter axis
+    it reads (:func:`~gradlab.analysis.selection.hyperparameter_axes`,
+    :func:`~gradlab.analysis.selection.chain_reads`), other than the learning rate, that has
+    more than one value: ``clip_by_global_norm|sgd`` over ``clip_norm = [1, 3, 10]`` has three,
+    ``sgd`` one. A row's label is the chain, followed by its values where it has any, e.g.
+    ``"clip_by_global_norm|sgd (clip_norm=3)"``.
 
     Args:
       ds: a result Dataset.
-      lr: name of the learning-rate axis (stable-lr columns are NaN if it is not swept).
+      lr: name of the learning-rate axis (searched within a row, never split into rows).
 
     Returns:
-      A DataFrame indexed by ``optimizer`` with the columns above, in that order.
+      ``{label: {"optimizer": chain, axis: value, ...}}`` in the Dataset's order.
 
     Example:
-      >>> print(format_table(compare_optimizers(ds)))  # doctest: +SKIP
+      >>> list(chain_rows(ds))  # doctest: +SKIP
+      ['sgd', 'clip_by_global_norm|sgd (clip_norm=1)', 'clip_by_global_norm|sgd (clip_norm=3)']
     """
-    grid = list(grid_axes(ds))
-    chains = ds["optimizer"]
-    div = ds["diverged"].astype(bool)
-    live = alive(ds)
-    steps = [*grid, "step"]
+    rows: dict[str, dict[str, Any]] = {}
+    axes = [a for a in hyperparameter_axes(ds) if a != lr and ds.sizes[a] > 1]
+    for chain, reads in zip(ds["optimizer"].values.tolist(), _reads(ds, axes), strict=True):
+        split = [a for a, r in zip(axes, reads, strict=True) if r]
+        for values in itertools.product(*(ds[a].values.tolist() for a in split)):
+            label = str(chain)
+            if split:
+                pairs = zip(split, values, strict=True)
+                label += " (" + ", ".join(f"{a}={_fmt(v)}" for a, v in pairs) + ")"
+            rows[label] = {"optimizer": chain, **dict(zip(split, values, strict=True))}
+    return rows
+
+
+def _reads(ds: xr.Dataset, axes: list[str]) -> list[list[bool]]:
+    """Per chain, whether it reads each of ``axes``."""
+    flags = [chain_reads(ds, a).values.tolist() for a in axes]
+    return [[f[i] for f in flags] for i in range(ds.sizes["optimizer"])]
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def compare_optimizers(
+    ds: xr.Dataset,
+    lr: str = LR,
+    best_by: str = "final_loss",
+    margin: float = 0.1,
+    accuracy_margin: float = 0.1,
+    chance: float | None = None,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """One row per chain configuration: how robust it is, whether it trains, and its best result.
+
+    Rows (:func:`chain_rows`): a chain x each value of the optimizer hyperparameter axes it
+    reads other than the learning rate, so ``clip_by_global_norm|sgd`` over ``clip_norm =
+    [1, 3, 10]`` gives three rows and ``sgd`` one, labelled by the chain alone (so
+    ``table.loc["sgd", ...]`` works). Within a row, the runs pooled are those that count
+    (:func:`~gradlab.analysis.selection.counted_runs`): ``sgd``'s copies along ``clip_norm`` are
+    one run, and unfinished runs of a partial Dataset are left out. The seeds and the model axes
+    (``init_scale``, ``bias_std``, ``activation``, ...) are pooled into each row; select them
+    first (``ds.sel(init_scale=1.0)``) for a row per model. A Dataset without ``reads_<axis>``
+    coordinates (older, or built by hand) has one row per chain, every axis pooled.
+
+    Columns (NaN where the Dataset lacks the variable or no run qualifies), named as printed:
+
+    - ``runs``: number of counted runs; ``diverged``: the fraction that diverged; ``trained``:
+      the fraction that *trains* (:func:`~gradlab.analysis.trains`: not diverged, final loss at
+      most (1 − ``margin``) times the step-0 loss, test accuracy at least chance +
+      ``accuracy_margin``);
+    - ``max_stable_lr``: largest grid learning rate at which *no* counted run diverged, for any
+      seed or pooled axis (:func:`~gradlab.analysis.stable_lr_range`); ``max_trained_lr``: the
+      largest at which every counted run trains (:func:`~gradlab.analysis.max_trained_lr`);
+      ``stable_decades``: log10(max / min stable learning rate);
+    - ``best_lr``: the learning rate with the best median ``best_by`` over the pooled runs,
+      diverged runs counted as the worst (:func:`~gradlab.analysis.best_over`); there,
+      ``best_final_loss`` and ``best_test_accuracy``: the median over the pooled runs, with
+      ``_lower``/``_upper`` its order-statistic interval at ``confidence``
+      (:func:`~gradlab.analysis.median_interval`; NaN below 6 runs at 95 %);
+    - ``final_loss``, ``test_loss``, ``test_accuracy``: medians over the counted runs that did
+      not diverge, at every learning rate;
+    - ``clip_rate``: fraction of applied steps of the counted runs at which a clip stage changed
+      the gradient (0 for chains without clipping);
+    - ``max_grad_norm``: largest finite raw gradient norm in any alive step of a counted run
+      (non-finite gradients are counted by ``diverged`` instead);
+    - ``diverged_at``: median divergence step over the counted runs that diverged;
+    - ``sharpness_ratio``: median over counted runs of the largest sharpness /
+      ``sharpness_bound`` (e.g. λ_max η / 2) over alive steps where sharpness was computed;
+      > 1 means the run crossed its stability threshold. The sharpness is the one the chain's
+      bound bounds (:func:`gradlab.analysis.bounded_sharpness`: the preconditioned one for
+      Adam); NaN for a chain with no known rule.
+
+    Args:
+      ds: a result Dataset.
+      lr: name of the learning-rate axis (learning-rate columns are NaN if it is not swept).
+      best_by: the per-run variable whose best median picks ``best_lr``.
+      margin, accuracy_margin, chance: the rule of :func:`~gradlab.analysis.trains` (chance:
+        :func:`~gradlab.analysis.chance_accuracy` of the whole Dataset when ``None``).
+      confidence: coverage of the ``best_*`` intervals.
+
+    Returns:
+      A DataFrame indexed by row label (index name ``optimizer``) with the columns of
+      :data:`~gradlab.analysis.TABLE_COLUMNS`, in that order; ``df.attrs["rows"]`` holds each
+      label's chain and hyperparameter values (:func:`chain_rows`).
+
+    Example:
+      >>> print(format_table(compare_optimizers(ds)[list(SUMMARY_COLUMNS)]))  # doctest: +SKIP
+    """
+    rows = chain_rows(ds, lr)
+    if chance is None:
+        chance = chance_accuracy(ds)
+    rule = {"margin": margin, "accuracy_margin": accuracy_margin, "chance": chance}
+    index = {c: i for i, c in enumerate(ds["optimizer"].values.tolist())}
+    table = []
+    for values in rows.values():
+        pick = {a: list(ds[a].values).index(v) for a, v in values.items() if a != "optimizer"}
+        sub = ds.isel(optimizer=[index[values["optimizer"]]], **pick)
+        table.append(_row(sub, lr, best_by, rule, confidence))
+    df = pd.DataFrame(table, index=pd.Index(list(rows), name="optimizer"), columns=TABLE_COLUMNS)
+    df["runs"] = df["runs"].astype(int)
+    df.attrs["rows"] = rows
+    return df
+
+
+def _row(
+    sub: xr.Dataset, lr: str, best_by: str, rule: dict[str, Any], confidence: float
+) -> dict[str, float]:
+    """The columns of one row of :func:`compare_optimizers` from its chain's sub-Dataset."""
+    grid = list(grid_axes(sub))
+    counted = counted_runs(sub)
     cols: dict[str, xr.DataArray] = {}
     with quiet_nan_warnings():
-        cols["runs"] = xr.full_like(chains, math.prod(ds.sizes[d] for d in grid), dtype=int)
-        cols["diverged"] = div.mean(grid)
+        n = counted.sum(grid)
+        cols["runs"] = n
+        cols["diverged"] = (sub["diverged"].astype(bool) & counted).sum(grid) / n
+        if "loss" in sub and "final_loss" in sub:
+            cols["trained"] = (trains(sub, **rule) & counted).sum(grid) / n
         if lr in grid:
-            rng = stable_lr_range(ds, over=[d for d in grid if d != lr], lr=lr)
-            cols["max_stable_lr"] = rng["max_stable_lr"]
-            cols["stable_decades"] = rng["stable_decades"]
+            cols.update(_lr_columns(sub, lr, best_by, rule, confidence))
         for name in ("final_loss", "test_loss", "test_accuracy"):
-            if name in ds:
-                cols[name] = surviving(ds, name).median(grid)
-        if "clipped" in ds:
-            cols["clip_rate"] = ds["clipped"].astype(float).where(applied(ds)).mean(steps)
-        if "grad_norm" in ds:
-            g = ds["grad_norm"]
-            cols["max_grad_norm"] = g.where(live & np.isfinite(g)).max(steps)
-        cols["diverged_at"] = time_to_explode(ds).median(grid)
-        if "sharpness_bound" in ds:
-            ratio = (bounded_sharpness(ds) / ds["sharpness_bound"]).where(live)
-            cols["sharpness_ratio"] = ratio.max("step").median(grid)
-    nan = xr.full_like(chains, np.nan, dtype=float)
-    cols = {k: cols.get(k, nan) for k in TABLE_COLUMNS}
-    index = pd.Index([str(c) for c in chains.values], name="optimizer")
-    return pd.DataFrame({k: np.asarray(v.values) for k, v in cols.items()}, index=index)
+            if name in sub:
+                cols[name] = where_counted(surviving(sub, name), counted).median(grid)
+        cols.update(_step_columns(sub, counted))
+        cols["diverged_at"] = time_to_explode(sub).where(counted).median(grid)
+    return {k: float(v.squeeze("optimizer")) for k, v in cols.items()}
+
+
+def _lr_columns(
+    sub: xr.Dataset, lr: str, best_by: str, rule: dict[str, Any], confidence: float
+) -> dict[str, xr.DataArray]:
+    """The learning-rate columns of a row: stable and trained ranges, the best result."""
+    others = [d for d in grid_axes(sub) if d != lr]
+    rng = stable_lr_range(sub, over=others, lr=lr)
+    cols = {"max_stable_lr": rng["max_stable_lr"], "stable_decades": rng["stable_decades"]}
+    if "loss" in sub and "final_loss" in sub:
+        cols["max_trained_lr"] = max_trained_lr(sub, over=others, lr=lr, **rule)
+    if best_by in sub:
+        also = [m for m in ("final_loss", "test_accuracy") if m in sub]
+        best = best_over(sub, best_by, lr, over=others, also=also, confidence=confidence)
+        cols["best_lr"] = best["at"]
+        for m in also:
+            for tail in ("", "_lower", "_upper"):
+                cols[f"best_{m}{tail}"] = best[f"{m}{tail}"]
+    return cols
+
+
+def _step_columns(sub: xr.Dataset, counted: xr.DataArray) -> dict[str, xr.DataArray]:
+    """The per-step columns of a row: clip rate, largest gradient norm, sharpness ratio."""
+    grid = list(grid_axes(sub))
+    live = alive(sub) & counted
+    steps = [*grid, "step"]
+    cols = {}
+    if "clipped" in sub:
+        used = applied(sub) & counted
+        cols["clip_rate"] = (sub["clipped"].astype(bool) & used).sum(steps) / used.sum(steps)
+    if "grad_norm" in sub:
+        g = sub["grad_norm"]
+        cols["max_grad_norm"] = g.where(live & np.isfinite(g)).max(steps)
+    if "sharpness_bound" in sub:
+        ratio = (bounded_sharpness(sub) / sub["sharpness_bound"]).where(live)
+        cols["sharpness_ratio"] = ratio.max("step").median(grid)
+    return cols
 
 
 def best_learning_rate(
@@ -110,8 +235,12 @@ def best_learning_rate(
     .. math:: \eta^\dagger = \arg\min_\eta \operatorname{median}_{a \in \texttt{over}}
        c(\eta, a), \qquad c = \text{metric, or } +\infty \text{ if the run diverged}
 
-    (accuracies are maximised). Compare it with :func:`max_stable_lr`: the best learning rate
-    usually sits just below the divergence boundary.
+    (accuracies are maximised), medians over the runs that count
+    (:func:`~gradlab.analysis.selection.counted_runs`); ties go to the smaller learning rate
+    (the first on the grid). This is ``best_over(ds, metric, lr, over)["at"]``
+    (:func:`~gradlab.analysis.best_over`, which also gives the result there with an interval).
+    Compare it with :func:`max_stable_lr`: the best learning rate usually sits just below the
+    divergence boundary.
 
     Args:
       ds: a result Dataset with ``lr`` among its grid axes.
@@ -126,17 +255,7 @@ def best_learning_rate(
     Example:
       >>> best_learning_rate(ds).to_pandas()  # doctest: +SKIP
     """
-    if lr not in grid_axes(ds):
-        raise ValueError(f"{lr!r} is not a grid axis of this sweep; grid axes: {grid_axes(ds)}")
-    dims = pool_axes(ds, over)
-    if lr in dims:
-        raise ValueError(f"{lr!r} cannot be pooled over; it is the axis being searched")
-    with quiet_nan_warnings():
-        cost = run_cost(ds, metric).median(dims) if dims else run_cost(ds, metric)
-    finite = np.isfinite(cost)
-    best = cost.where(finite, np.inf).argmin(lr)
-    out = ds[lr].astype(float).isel({lr: best}).drop_vars(lr).where(finite.any(lr))
-    return in_dataset_order(out, ds).rename("best_learning_rate")
+    return best_over(ds, metric, lr, over)["at"].rename("best_learning_rate")
 
 
 def relative_cost(
@@ -147,7 +266,8 @@ def relative_cost(
     .. math:: \rho(\text{chain}, p) = \frac{\operatorname{median}_{a \in \texttt{over}}
        m(\text{chain}, p, a)}{\operatorname{median}_{a \in \texttt{over}} m(\text{baseline}, p, a)}
 
-    medians over the runs that did not diverge, at each grid point p. For losses ρ > 1 means the
+    medians over the counted runs (:func:`~gradlab.analysis.selection.counted_runs`) that did
+    not diverge, at each grid point p. For losses ρ > 1 means the
     chain ends worse than the baseline (the price of, e.g., clipping), ρ < 1 better; NaN where
     either chain has no surviving run.
 
@@ -170,7 +290,7 @@ def relative_cost(
         raise ValueError(f"{metric!r} is not a per-run variable of the Dataset")
     dims = pool_axes(ds, over)
     with quiet_nan_warnings():
-        m = surviving(ds, metric).astype(float)
+        m = where_counted(surviving(ds, metric), counted_runs(ds, dims))
         m = m.median(dims) if dims else m
         ratio = m / m.sel(optimizer=baseline, drop=True)
     return in_dataset_order(ratio, ds).rename(f"{metric}_ratio")

@@ -28,6 +28,7 @@ from gradlab.analysis.selection import (
     SEED,
     Axes,
     alive,
+    counted_runs,
     grid_axes,
     in_dataset_order,
     pool_axes,
@@ -118,7 +119,8 @@ def predicted_lr_boundary(
     .. math:: \eta^* = \frac{2 + 2\beta}{\lambda_{\max}(\theta_0)}
 
     λ is read at the first logged step where sharpness was computed (the initialisation, which
-    does not depend on the learning rate) and its median taken over ``over``. The prediction is
+    does not depend on the learning rate) and its median taken over the runs of ``over`` that
+    count (:func:`~gradlab.analysis.selection.counted_runs`). The prediction is
     for (heavy-ball) GD; adaptive chains (Adam) have other thresholds. Overlay it on a
     :func:`gradlab.plots.phase_diagram` with ``learning_rate`` on an axis.
 
@@ -145,8 +147,9 @@ def predicted_lr_boundary(
     if not computed.any():
         raise ValueError("sharpness was never computed")
     lam = s.isel(step=int(np.argmax(computed)), drop=True)
+    pooled = pool_axes(ds, over)
     with quiet_nan_warnings():
-        lam = lam.median(pool_axes(ds, over))
+        lam = lam.where(counted_runs(ds, pooled)).median(pooled)
     if momentum is None:
         beta: Any = ds["momentum"] if "momentum" in grid_axes(ds) else 0.0
     else:

@@ -25,6 +25,7 @@ from gradlab import schema
 from gradlab.analysis.selection import (
     SEED,
     Axes,
+    counted_runs,
     grid_axes,
     pool_axes,
     quiet_nan_warnings,
@@ -314,7 +315,7 @@ def trainable_depth(
         raise ValueError(f"{dim!r} cannot be pooled over; it is the axis being searched")
     cost = run_cost(ds, metric)
     limit = -threshold if schema.higher_is_better(metric) else threshold
-    passes = (cost <= limit).astype(float)
+    passes = (cost <= limit).astype(float).where(counted_runs(ds, dims))
     with quiet_nan_warnings():
         share = passes.mean(dims) if dims else passes
     depth = ds[dim].astype(float).where(share > 0.5)  # a strict majority; a tie fails

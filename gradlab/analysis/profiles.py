@@ -44,6 +44,19 @@ def _profile_costs(ds: xr.Dataset, metric: str | xr.DataArray, lr: str) -> xr.Da
     return surviving(ds, metric)
 
 
+def _known_problems(ds: xr.Dataset, costs: xr.DataArray) -> np.ndarray:
+    """Which problems (the non-optimizer cells of ``costs``, flattened) every chain has finished:
+    all of a problem's runs (any run, where the cost pools axes such as the seeds)."""
+    other = [d for d in costs.dims if d != "optimizer"]
+    if "finished" not in ds:
+        return np.ones(int(np.prod([costs.sizes[d] for d in other])), bool)
+    done = ds["finished"].astype(bool)
+    pooled = [d for d in done.dims if d not in costs.dims]
+    done = (done.any(pooled) if pooled else done).all("optimizer")
+    done = done.broadcast_like(costs.isel(optimizer=0, drop=True))
+    return done.transpose(*other).values.reshape(-1)
+
+
 def performance_profile(
     ds: xr.Dataset,
     metric: str | xr.DataArray = "final_loss",
@@ -53,7 +66,11 @@ def performance_profile(
     r"""Dolan-Moré performance profiles of the optimizer chains across configurations.
 
     Each configuration p (a grid point, seeds included) is a *problem*; chain s has cost
-    :math:`t_{p,s}` on it (lower is better; a diverged run has :math:`t = \infty`). With the
+    :math:`t_{p,s}` on it (lower is better; a diverged run has :math:`t = \infty`). A chain's
+    copies along an axis it does not read stay: on the problem ``clip_norm = 3`` the cost of
+    ``sgd`` is that of its one run at those other values, which is its true cost there, and the
+    clipped chain's differs. A problem on which any chain's run has not finished (a partial
+    Dataset's ``finished``) is left out: it is not a failure, it is not known yet. With the
     performance ratio :math:`r_{p,s} = t_{p,s} / \min_{s'} t_{p,s'}`, the profile is
 
     .. math:: \rho_s(\tau) = \frac{1}{|P|}\,\#\{p : r_{p,s} \le \tau\}
@@ -93,8 +110,9 @@ def performance_profile(
     """
     costs = _profile_costs(ds, metric, lr)
     other = [d for d in costs.dims if d != "optimizer"]
+    known = _known_problems(ds, costs)
     c = costs.transpose("optimizer", *other).values.astype(float)
-    c = c.reshape(c.shape[0], -1)
+    c = c.reshape(c.shape[0], -1)[:, known]
     c = np.where(np.isfinite(c), c, np.inf)
     if (c < 0).any():
         raise ValueError("performance profiles need non-negative costs")

@@ -4,8 +4,9 @@ A result Dataset has the dims ``optimizer``, the grid axes (in the sweep's order
 ``layer`` (see :mod:`gradlab.schema`). The functions here name the grid axes, say which runs are
 alive at each step, validate the ``over=`` argument of the reducing functions, select grid values
 with errors that name the axis and its values (:func:`select_values`), mask diverged runs, put
-per-layer norms on a per-parameter footing (:func:`per_parameter_rms`), and silence numpy's
-warnings about all-NaN slices (NaN is the honest answer there).
+per-layer norms on a per-parameter footing (:func:`per_parameter_rms`), say which runs count
+(:func:`counted_runs`: each chain's distinct configurations once, finished runs only), and
+silence numpy's warnings about all-NaN slices (NaN is the honest answer there).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
@@ -25,7 +26,10 @@ __all__ = [
     "SEED",
     "Axes",
     "alive",
+    "chain_reads",
+    "counted_runs",
     "grid_axes",
+    "hyperparameter_axes",
     "in_dataset_order",
     "is_parameter_norm",
     "per_parameter_rms",
@@ -34,6 +38,7 @@ __all__ = [
     "run_cost",
     "select_values",
     "surviving",
+    "where_counted",
 ]
 
 LR = "learning_rate"
@@ -320,3 +325,113 @@ def run_cost(ds: xr.Dataset, metric: str) -> xr.DataArray:
     if schema.higher_is_better(metric):
         value = -value
     return value.where(~ds["diverged"].astype(bool), np.inf)
+
+
+def hyperparameter_axes(ds: xr.Dataset) -> tuple[str, ...]:
+    """The grid axes that are optimizer hyperparameters with a record of which chains read them.
+
+    ``gl.run`` writes a boolean coordinate ``reads_<axis>`` on ``optimizer`` for every optimizer
+    hyperparameter axis of the grid (a traced axis other than the model axes ``seed``,
+    ``init_scale``, ``bias_std``: ``learning_rate``, ``clip_norm``, ``momentum``, ...). Model
+    and static axes are read by every chain and have none; nor does a Dataset written before
+    gradlab recorded it, or one built by hand.
+
+    Args:
+      ds: a result Dataset.
+
+    Returns:
+      The grid axes with a ``reads_<axis>`` coordinate, in the grid's order.
+
+    Example:
+      >>> hyperparameter_axes(ds)  # doctest: +SKIP
+      ('learning_rate', 'clip_norm')
+    """
+    return tuple(a for a in grid_axes(ds) if f"reads_{a}" in ds.coords)
+
+
+def chain_reads(ds: xr.Dataset, axis: str) -> xr.DataArray:
+    """Whether each chain reads grid axis ``axis``: its ``reads_<axis>`` coordinate, else True.
+
+    ``sgd`` does not read ``clip_norm``; a chain with a clip stage does. Without a
+    ``reads_<axis>`` coordinate (model and static axes, older or hand-made Datasets) every
+    chain reads the axis.
+
+    Args:
+      ds: a result Dataset.
+      axis: a grid axis.
+
+    Returns:
+      A boolean DataArray over ``optimizer``.
+
+    Example:
+      >>> chain_reads(ds, "clip_norm").to_pandas()  # doctest: +SKIP
+      optimizer
+      sgd                        False
+      clip_by_global_norm|sgd     True
+    """
+    name = f"reads_{axis}"
+    if name in ds.coords:
+        return ds[name].astype(bool).reset_coords(drop=True)
+    return xr.ones_like(ds["optimizer"], dtype=bool).reset_coords(drop=True)
+
+
+def counted_runs(ds: xr.Dataset, pooled: Axes | Literal["all"] = "all") -> xr.DataArray:
+    r"""The runs that count: each chain's distinct configurations once, and only finished runs.
+
+    A chain is trained once per distinct configuration: along a grid axis it does not read
+    (``sgd`` along ``clip_norm``; :func:`chain_reads`) the Dataset holds exact copies of the run
+    at the axis's first value. Pooling those copies would count one run several times (as if
+    they were seeds: intervals too narrow, counts too large) and worst cases over them would
+    take a chain's worst case more than once. A run of a partial Dataset
+    (``gl.load(dir, partial=True)``) that has not finished (``finished`` false) holds NaN and
+    ``diverged`` false: it is not a result and counts nowhere. The rule, for chain c and grid
+    point x:
+
+    .. math:: \mathrm{counted}(c, x) = \texttt{finished}(c, x) \land
+       \bigwedge_{a \in P,\ c \text{ does not read } a} [\, \mathrm{index}_a(x) = 0 \,]
+
+    where P is ``pooled``: the axes a reduction pools over. Along an unread axis that is *not*
+    pooled each value keeps its copy, which is the chain's true result at that value (a phase
+    diagram of ``sgd`` over ``clip_norm`` shows the same row at every clip norm); only pooling
+    needs the copies dropped.
+
+    Args:
+      ds: a result Dataset.
+      pooled: the grid axes the caller pools over (``"all"``, the default: every grid axis;
+        ``None``: none, so only unfinished runs are dropped).
+
+    Returns:
+      A boolean DataArray over ``(optimizer, *grid)``, in the Dataset's order.
+
+    Example:
+      >>> n = counted_runs(ds).sum()  # distinct finished runs  # doctest: +SKIP
+      >>> k = (ds["diverged"] & counted_runs(ds)).sum()  # of which diverged  # doctest: +SKIP
+    """
+    axes = grid_axes(ds) if isinstance(pooled, str) and pooled == "all" else pool_axes(ds, pooled)
+    mask = xr.ones_like(ds["diverged"], dtype=bool).reset_coords(drop=True)
+    if "finished" in ds:
+        mask = mask & ds["finished"].astype(bool).reset_coords(drop=True)
+    for axis in axes:
+        first = xr.DataArray(np.arange(ds.sizes[axis]) == 0, dims=axis, coords={axis: ds[axis]})
+        mask = mask & (chain_reads(ds, axis) | first)
+    return in_dataset_order(mask, ds).rename("counted")
+
+
+def where_counted(da: xr.DataArray, counted: xr.DataArray) -> xr.DataArray:
+    """``da`` as floats with the runs that do not count set to NaN (booleans become 0/1 first).
+
+    ``x.where(mask)`` on a boolean array gives floats whose NaN is truthy in ``.any()``; this
+    converts first, so ``.sum()``, ``.mean()`` and ``.median()`` skip the runs that do not count
+    and a boolean's NaN never reads as True.
+
+    Args:
+      da: a per-run (or per-step) DataArray.
+      counted: a mask from :func:`counted_runs`.
+
+    Returns:
+      A float DataArray.
+
+    Example:
+      >>> where_counted(ds["diverged"], counted_runs(ds)).mean("seed")  # doctest: +SKIP
+    """
+    return da.astype(float).where(counted)

@@ -6,11 +6,14 @@ Dataset records it as ``diverged`` and ``diverged_at``. Everything here counts t
 how many diverged at each grid point, with a confidence interval over the seeds
 (:func:`divergence_rate`); which learning rates are safe (:func:`stable_lr_range`,
 :func:`max_stable_lr`); when the runs exploded (:func:`time_to_explode`, :func:`survival`).
+
+Every count and every worst case is over the runs that count
+(:func:`~gradlab.analysis.selection.counted_runs`): a chain's copies along an axis it does not
+read are one run, not several, and the unfinished runs of a partial Dataset count nowhere.
 """
 
 from __future__ import annotations
 
-import math
 from statistics import NormalDist
 from typing import Any
 
@@ -22,6 +25,7 @@ from gradlab.analysis.selection import (
     SEED,
     Axes,
     alive,
+    counted_runs,
     grid_axes,
     pool_axes,
     quiet_nan_warnings,
@@ -83,7 +87,10 @@ def divergence_rate(ds: xr.Dataset, over: Axes = SEED, confidence: float = 0.95)
        \quad n = \#\{\text{runs}\}
 
     counted over the axes ``over`` (by default the seeds, so every other grid point keeps its own
-    rate); the interval is :func:`wilson_interval`.
+    rate); the interval is :func:`wilson_interval`. Only the runs that count are counted
+    (:func:`~gradlab.analysis.selection.counted_runs` with ``over`` pooled): pooling ``sgd``
+    over ``clip_norm``, which it does not read, counts each of its runs once, and unfinished
+    runs are in neither k nor n. A grid point without a counted run has n = 0 and a NaN rate.
 
     Args:
       ds: a result Dataset.
@@ -103,12 +110,14 @@ def divergence_rate(ds: xr.Dataset, over: Axes = SEED, confidence: float = 0.95)
       Wilson, JASA 1927 (the interval).
     """
     dims = pool_axes(ds, over)
-    div = ds["diverged"].astype(bool)
-    k = div.sum(dims).astype(int)
-    n = xr.full_like(k, math.prod(ds.sizes[d] for d in dims), dtype=int)
+    counted = counted_runs(ds, dims)
+    k = (ds["diverged"].astype(bool) & counted).sum(dims).astype(int)
+    n = counted.sum(dims).astype(int)
     lower, upper = wilson_interval(k, n, confidence)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = k / n
     return xr.Dataset(
-        {"rate": k / n, "lower": lower, "upper": upper, "diverged": k, "runs": n},
+        {"rate": rate, "lower": lower, "upper": upper, "diverged": k, "runs": n},
         attrs={"over": ", ".join(dims), "confidence": confidence},
     )
 
@@ -125,7 +134,9 @@ def stable_lr_range(ds: xr.Dataset, over: Axes = SEED, lr: str = LR) -> xr.Datas
 
     with η_min the smallest stable η. Only grid values are candidates, so the answer is as fine
     as the grid; the true boundary lies between ``max_stable_lr`` and the next grid value.
-    NaN where no learning rate is stable.
+    NaN where no learning rate is stable. The "for every a" is over the runs that count
+    (:func:`~gradlab.analysis.selection.counted_runs`), and an η needs at least one counted
+    run to be stable: an η none of whose runs has finished is not known to be stable.
 
     Args:
       ds: a result Dataset with ``lr`` among its grid axes.
@@ -148,13 +159,14 @@ def stable_lr_range(ds: xr.Dataset, over: Axes = SEED, lr: str = LR) -> xr.Datas
     dims = pool_axes(ds, over)
     if lr in dims:
         raise ValueError(f"{lr!r} cannot be pooled over; it is the axis being searched")
-    div = ds["diverged"].astype(bool)
-    stable = ~div.any(dims) if dims else ~div
+    counted = counted_runs(ds, dims)
+    div = ds["diverged"].astype(bool) & counted
+    stable = (counted.any(dims) & ~div.any(dims)) if dims else (counted & ~div)
     lrs = ds[lr].astype(float).where(stable)
     with quiet_nan_warnings():
         hi, lo = lrs.max(lr), lrs.min(lr)
         decades = np.log10(hi / lo)
-    order = [d for d in stable.dims if d != lr]
+    order = [d for d in ds["diverged"].dims if d in stable.dims and d != lr]
     out = xr.Dataset({"max_stable_lr": hi, "min_stable_lr": lo, "stable_decades": decades})
     return out.transpose(*order)
 
@@ -183,7 +195,9 @@ def time_to_explode(ds: xr.Dataset) -> xr.DataArray:
     """Step at which each run diverged; NaN for runs that never did.
 
     Its distribution over seeds (or any axes) answers *how fast* gradients explode; see
-    :func:`survival` for the fraction of runs still alive at each step.
+    :func:`survival` for the fraction of runs still alive at each step. Unfinished runs are NaN
+    (they have not diverged); before pooling over an axis a chain does not read, drop its copies
+    with :func:`~gradlab.analysis.selection.counted_runs`.
 
     Args:
       ds: a result Dataset.
@@ -203,6 +217,9 @@ def survival(ds: xr.Dataset, over: Axes = None) -> xr.DataArray:
 
     .. math:: S(s) = \frac{1}{n}\sum_r \mathrm{alive}(r, s)
 
+    over the n runs that count (:func:`~gradlab.analysis.selection.counted_runs` with the
+    pooled axes): an unfinished run is in neither the sum nor n.
+
     Args:
       ds: a result Dataset.
       over: grid axes to pool; ``None`` (default) pools all of them, giving one curve per chain.
@@ -214,4 +231,7 @@ def survival(ds: xr.Dataset, over: Axes = None) -> xr.DataArray:
       >>> survival(ds).sel(optimizer="sgd").plot()  # doctest: +SKIP
     """
     dims = list(grid_axes(ds)) if over is None else pool_axes(ds, over)
-    return alive(ds).mean(dims).rename("survival")
+    counted = counted_runs(ds, dims)
+    with quiet_nan_warnings():
+        share = (alive(ds) & counted).sum(dims) / counted.sum(dims)
+    return share.rename("survival")

@@ -1,7 +1,8 @@
 """Tables as text: the comparison table of ``gradlab run``, in plain text and in markdown.
 
 :data:`TABLE_COLUMNS` names the columns of :func:`gradlab.analysis.compare_optimizers` with
-their number formats (a column is printed under its own name); :func:`table_cells` formats any
+their number formats (a column is printed under its own name), :data:`SUMMARY_COLUMNS` the
+subset ``gradlab run`` prints; :func:`table_cells` formats any
 DataFrame with them (plots draw the same cells as a figure, the report writes them as
 markdown), and :func:`format_table` / :func:`markdown_table` lay the cells out.
 """
@@ -14,15 +15,31 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["TABLE_COLUMNS", "format_cell", "format_table", "markdown_table", "table_cells"]
+__all__ = [
+    "SUMMARY_COLUMNS",
+    "TABLE_COLUMNS",
+    "format_cell",
+    "format_table",
+    "markdown_table",
+    "table_cells",
+]
 
 # Columns of `compare_optimizers`, in order, with the number format of the text tables. A column
 # is printed under its own name, so what a table shows is what ``df[...]`` takes.
 TABLE_COLUMNS: dict[str, str] = {
     "runs": "int",
     "diverged": "pct",
+    "trained": "pct",
     "max_stable_lr": "g",
+    "max_trained_lr": "g",
     "stable_decades": "f2",
+    "best_lr": "g",
+    "best_final_loss": "g",
+    "best_final_loss_lower": "g",
+    "best_final_loss_upper": "g",
+    "best_test_accuracy": "pct",
+    "best_test_accuracy_lower": "pct",
+    "best_test_accuracy_upper": "pct",
     "final_loss": "g",
     "test_loss": "g",
     "test_accuracy": "pct",
@@ -31,6 +48,21 @@ TABLE_COLUMNS: dict[str, str] = {
     "diverged_at": "g",
     "sharpness_ratio": "g",
 }
+
+# The columns ``gradlab run`` prints (the whole table is in the report's summary.csv): what a
+# chain risks (diverged, max_stable_lr), whether it trains there (trained, max_trained_lr) and
+# its best result (best_lr and the medians there).
+SUMMARY_COLUMNS: tuple[str, ...] = (
+    "runs",
+    "diverged",
+    "trained",
+    "max_stable_lr",
+    "max_trained_lr",
+    "best_lr",
+    "best_final_loss",
+    "best_test_accuracy",
+    "clip_rate",
+)
 
 
 def format_cell(value: Any, kind: str) -> str:

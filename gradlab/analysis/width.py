@@ -40,6 +40,7 @@ from gradlab.analysis.selection import (
     LR,
     SEED,
     alive,
+    counted_runs,
     grid_axes,
     in_dataset_order,
     quiet_nan_warnings,
@@ -93,7 +94,8 @@ def coord_check(
     with a Student-t interval. k ≈ 0: the layer's coordinates keep their size as the network
     widens (μP's promise for every layer after any number of steps); k > 0: they blow up with
     width (the standard parametrization's output layer trained at a width-independent learning
-    rate). Runs that diverged before step t do not count.
+    rate). Runs that diverged before step t, and unfinished runs of a partial Dataset, do not
+    count.
 
     Args:
       ds: a result Dataset with a ``width`` grid axis (two or more values).
@@ -118,7 +120,7 @@ def coord_check(
     _check_axis(ds, width, "coord_check")
     if var not in ds or not {"step", "layer"} <= set(ds[var].dims):
         raise ValueError(f"{var!r} is not a per-step, per-layer variable of the Dataset")
-    da = ds[var].where(alive(ds))
+    da = ds[var].where(alive(ds) & counted_runs(ds, pooled=SEED))
     if step is not None:
         da = select_values(da.to_dataset(), {"step": list(np.atleast_1d(step))})[var]
     slopes = power_law_exponent(da, width)
@@ -140,9 +142,10 @@ def _best_lr(cost: xr.DataArray, lr: str) -> xr.DataArray:
 
 
 def _median_cost(ds: xr.Dataset, metric: str, lr: str) -> xr.DataArray:
+    """Each run's cost (:func:`run_cost`), NaN for a run that does not count."""
     if lr not in grid_axes(ds):
         raise ValueError(f"{lr!r} is not a grid axis of this sweep; grid axes: {grid_axes(ds)}")
-    return run_cost(ds, metric)
+    return run_cost(ds, metric).where(counted_runs(ds, pooled=SEED))
 
 
 def _bootstrap_optima(

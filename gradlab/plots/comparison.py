@@ -1,6 +1,7 @@
 """Which optimizer chain is better: bars, the comparison table, performance profiles.
 
-The numbers are those of :func:`gradlab.analysis.compare_optimizers` (one row per chain) and
+The numbers are those of :func:`gradlab.analysis.compare_optimizers` (one row per chain
+configuration: a chain and each value of the optimizer hyperparameters it reads) and
 :func:`gradlab.analysis.performance_profile`; these functions only draw them.
 """
 
@@ -10,6 +11,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -24,9 +26,10 @@ __all__ = ["comparison_bars", "optimizer_table", "performance_profiles"]
 # panel spanning the grid (its values are grid learning rates).
 _BARS = (
     ("diverged", "fraction of runs diverged", "linear"),
-    ("max_stable_lr", r"max stable learning rate $\eta$", "grid"),
-    ("final_loss", "final loss (median)", "wide"),
-    ("test_accuracy", "test accuracy (median)", "linear"),
+    ("max_stable_lr", r"max stable learning rate $\eta$ (no run diverged)", "grid"),
+    ("max_trained_lr", r"max learning rate $\eta$ at which every run trains", "grid"),
+    ("best_final_loss", "final loss at the best learning rate (median)", "wide"),
+    ("best_test_accuracy", "test accuracy at the best learning rate (median)", "linear"),
     ("clip_rate", "fraction of steps clipped", "linear"),
     ("max_grad_norm", r"max gradient norm $\|g\|_2$", "wide"),
 )
@@ -41,11 +44,21 @@ def _bar_scale(vals: np.ndarray, scale: str, grid: np.ndarray | None) -> bool:
     return scale == "wide" and pos.size == ok.size > 0 and pos.max() / pos.min() > 10
 
 
+def _interval(ax: Axes, vals: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
+    """Horizontal error bars from ``lo`` to ``hi`` where both are finite (an interval that
+    reaches a diverged run, ±inf, or one too few runs to have, NaN, is not drawn)."""
+    ok = np.isfinite(vals) & np.isfinite(lo) & np.isfinite(hi)
+    if ok.any():
+        y = np.arange(len(vals))[ok]
+        err = np.stack([vals[ok] - lo[ok], hi[ok] - vals[ok]])
+        ax.errorbar(vals[ok], y, xerr=err, fmt="none", ecolor="0.2", capsize=3, lw=1, zorder=4)
+
+
 def _bar_panel(
     ax: Axes, vals: np.ndarray, colors: np.ndarray, title: str, log: bool, grid: np.ndarray | None
 ) -> None:
-    """One measure, one bar per chain (dots on a log scale), each labelled; "n/a" where a
-    chain has no value. ``grid``: the values the measure takes (learning rates), spanned by a
+    """One measure, one bar per row (dots on a log scale), each labelled; "n/a" where a
+    row has no value. ``grid``: the values the measure takes (learning rates), spanned by a
     log axis."""
     ypos = np.arange(len(vals))
     ok = np.isfinite(vals)
@@ -76,14 +89,29 @@ def _bar_panel(
             ax.set_xlim(0.0, 1.0)
 
 
-def comparison_bars(ds: xr.Dataset, lr: str = analysis.LR) -> Figure:
-    """Bar charts of the optimizer comparison, one panel per measure, one bar per chain.
+def _rows_note(ds: xr.Dataset, df: pd.DataFrame) -> str:
+    """The subtitle of a comparison figure: the fixed values, the axes each row pools, and how
+    many distinct finished runs a row holds (``df["runs"]``: a chain's copies along an axis it
+    does not read are one run)."""
+    split = {a for values in df.attrs.get("rows", {}).values() for a in values} - {"optimizer"}
+    pool = [d for d in analysis.grid_axes(ds) if d not in split and ds.sizes[d] > 1]
+    runs = df["runs"].to_numpy(int)
+    count = f"{runs.min()}" if runs.min() == runs.max() else f"{runs.min()}–{runs.max()}"
+    note = f"{count} runs per row" + (f" ({' × '.join(pool)})" if pool else "")
+    fixed = reading.fixed_note(ds)
+    return f"{fixed}; {note}" if fixed else note
 
-    The measures are columns of :func:`gradlab.analysis.compare_optimizers` (divergence rate,
-    max stable learning rate, final loss, test accuracy, clip rate, max gradient norm); a panel
-    is drawn when at least one chain has a value, "n/a" marks a chain without one. The max stable
-    learning rate is a grid value: where the learning rates are log-spaced it is drawn on a log
-    axis spanning the grid, with the grid values as ticks.
+
+def comparison_bars(ds: xr.Dataset, lr: str = analysis.LR) -> Figure:
+    """Bar charts of the optimizer comparison, one panel per measure, one bar per row.
+
+    The rows and measures are those of :func:`gradlab.analysis.compare_optimizers` (one row per
+    chain configuration; divergence rate, max stable and max trained learning rate, final loss
+    and test accuracy at the best learning rate with their order-statistic intervals as error
+    bars where finite, clip rate, max gradient norm); a panel is drawn when at least one row
+    has a value, "n/a" marks a row without one. The learning rates are grid values: where the
+    grid is log-spaced they are drawn on a log axis spanning it, with the grid values as
+    ticks.
 
     Args:
       ds: a result Dataset.
@@ -110,11 +138,15 @@ def comparison_bars(ds: xr.Dataset, lr: str = analysis.LR) -> Figure:
         vals = df[col].to_numpy(float)
         log = _bar_scale(vals, scale, grid)
         _bar_panel(ax, vals, colors, title, log, grid if scale == "grid" else None)
+        if f"{col}_lower" in df:
+            _interval(
+                ax, vals, df[f"{col}_lower"].to_numpy(float), df[f"{col}_upper"].to_numpy(float)
+            )
     for ax in list(axes)[len(shown) :]:
         fig.delaxes(ax)
     fig.axes[0].set_yticks(np.arange(len(chains)), chains)
     fig.axes[0].invert_yaxis()
-    note = reading.pool_note(ds, analysis.grid_axes(ds), per="chain")
+    note = _rows_note(ds, df)
     style.suptitle(fig, "Optimizer chains compared", note)
     return fig
 
@@ -122,7 +154,8 @@ def comparison_bars(ds: xr.Dataset, lr: str = analysis.LR) -> Figure:
 def optimizer_table(ds: xr.Dataset) -> Figure:
     """The comparison table of :func:`gradlab.analysis.compare_optimizers` as a figure.
 
-    Same numbers and formatting as :func:`gradlab.analysis.format_table`, for slides and papers.
+    Same numbers and formatting as :func:`gradlab.analysis.format_table`, for slides and papers:
+    the columns ``gradlab run`` prints (:data:`gradlab.analysis.SUMMARY_COLUMNS`).
 
     Args:
       ds: a result Dataset.
@@ -133,7 +166,7 @@ def optimizer_table(ds: xr.Dataset) -> Figure:
     Example:
       >>> optimizer_table(ds).savefig("table.png", dpi=200)  # doctest: +SKIP
     """
-    df = analysis.compare_optimizers(ds)
+    df = analysis.compare_optimizers(ds)[list(analysis.SUMMARY_COLUMNS)]
     headers, rows = analysis.table_cells(df)
     widths = np.array([max(len(r[i]) for r in [headers, *rows]) + 2 for i in range(len(headers))])
     fig = Figure(
@@ -154,7 +187,7 @@ def optimizer_table(ds: xr.Dataset) -> Figure:
             cell.set_text_props(weight="bold")
         if c == 0:
             cell.set_text_props(ha="left")
-    note = reading.pool_note(ds, analysis.grid_axes(ds), per="chain")
+    note = _rows_note(ds, df)
     ax.set_title(f"Optimizer chains: {note}", fontsize=10)
     return fig
 
