@@ -62,7 +62,6 @@ AXIS_LABELS = {
     "weight_decay": "weight decay",
     "seed": "seed",
     "width": "width $n$ (hidden units per layer)",
-    "depth": "depth (hidden layers)",
     "step": "training step",
     "layer": "layer (0 = input side)",
     "tau": r"performance ratio $\tau$",
