@@ -417,7 +417,11 @@ class RunDir:
         if partial:
             finished = _grid_array(self.layout, _stack_chunks(self.layout, done, "finished"), ())
             ds["finished"] = finished
-            ds.attrs["finished_runs"] = int(finished.sum())
+            # Runs trained, not grid points: a chain's copies along an axis it does not read
+            # are one run.
+            sizes = [(len(a["finished"]), bool(a["finished"].all())) for a in done.values()]
+            ds.attrs["finished_runs"] = sum(n for n, ok in sizes if ok)
+            ds.attrs["total_runs"] = sum(n for n, _ in sizes)
         return ds
 
     def log_session(self, session: str, times: Mapping[str, float]) -> None:
@@ -460,7 +464,9 @@ def load(path: str | os.PathLike, *, partial: bool = False) -> xr.Dataset:
       path: the run directory.
       partial: for a sweep that is still running or was interrupted, return the runs that have
         finished: the others hold NaN, and the boolean variable ``finished`` over
-        ``(optimizer, *grid)`` marks the real ones (``attrs["finished_runs"]`` counts them).
+        ``(optimizer, *grid)`` marks the real ones; ``attrs["finished_runs"]`` of
+        ``attrs["total_runs"]`` trained runs have finished (a chain's copies along an axis it does
+        not read are one run).
         A complete sweep is returned as it is, without ``finished``.
 
     Raises:

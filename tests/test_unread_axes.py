@@ -39,7 +39,7 @@ def _spec(data, grid, optimizers=("sgd", CLIP)):
     )
 
 
-GRID = {"seed": [0, 1], "clip_norm": [0.05, 0.5, 5.0], "learning_rate": [0.1, 3.0]}
+GRID = {"seed": [0, 1], "clip_norm": [0.05, 0.5, 5.0], "learning_rate": [0.1, 300.0]}
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,8 @@ def test_partial_load_marks_what_has_not_finished(swept, tmp_path):
     expected.loc[{"optimizer": "sgd", "seed": 1}] = False
     expected.loc[{"optimizer": CLIP, "seed": 0, "clip_norm": 0.05}] = False
     xr.testing.assert_equal(part["finished"], expected)
-    assert part.attrs["finished_runs"] == int(expected.sum()) == 24 - 6 - 2
+    # Trained runs: sgd 4 (one chunk of 2 missing), the clipped chain 12 (one of 2 missing).
+    assert (part.attrs["finished_runs"], part.attrs["total_runs"]) == (16 - 4, 16)
     done = part["finished"]
     for v in ("final_loss", "grad_norm_layer", "diverged", "diverged_at"):
         xr.testing.assert_equal(part[v].where(done), ds[v].where(done))
@@ -134,3 +135,24 @@ def test_partial_load_of_a_sweep_with_no_finished_chunk_says_so(swept, tmp_path)
         (copy / name).write_bytes((out / name).read_bytes())
     with pytest.raises(ValueError, match="no finished chunk"):
         gl.load(copy, partial=True)
+
+
+def test_figures_count_runs_as_the_analysis_does(swept, tmp_path):
+    """A phase diagram of a partial sweep shows the finished runs' divergence rate (not the
+    unfinished ones as survivors), and subtitles count a chain's copies once."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    ds, out = swept
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "result.nc").unlink()
+    (copy / "chunks" / "g000-c00001.nc").unlink()  # sgd, seed 1
+    part = gl.load(copy, partial=True)
+    fig = gl.plots.phase_diagram(part, "learning_rate", "clip_norm", sel={"optimizer": "sgd"})
+    cells = fig.axes[0].collections[0].get_array().filled(np.nan).reshape(3, 2)
+    seed0 = ds["diverged"].sel(optimizer="sgd", seed=0).astype(float)
+    assert seed0.sel(learning_rate=300.0).all()  # the unfinished seed 1 must not halve this
+    np.testing.assert_array_equal(cells, seed0.transpose("clip_norm", "learning_rate").values)
+    note = gl.plots.reading.pool_note(ds.sel(learning_rate=300.0), ["seed", "clip_norm"])
+    assert note.endswith("2–6 runs per point (seed × clip_norm)")  # sgd: 2 distinct, clipped: 6

@@ -59,13 +59,15 @@ def cell_values(
         with analysis.quiet_nan_warnings():
             return metric.median(pool), str(metric.name or "value")
     pool = [d for d in analysis.grid_axes(ds) if d not in keep]
+    counted = analysis.counted_runs(ds, pooled=pool)  # no copies pooled, no unfinished runs
     with analysis.quiet_nan_warnings():
         if metric == "divergence_rate":
-            return ds["diverged"].astype(float).mean(pool), metric
+            return ds["diverged"].astype(float).where(counted).mean(pool), metric
         if metric in ("time_to_explode", "diverged_at"):
-            return analysis.time_to_explode(ds).median(pool), metric
+            return analysis.time_to_explode(ds).where(counted).median(pool), metric
         if metric in ds and "step" not in ds[metric].dims:
-            return ds[metric].where(~ds["diverged"].astype(bool)).median(pool), metric
+            survived = counted & ~ds["diverged"].astype(bool)
+            return ds[metric].where(survived).median(pool), metric
     raise ValueError(
         f"metric {metric!r}: use 'divergence_rate', 'time_to_explode', a per-run variable "
         "(final_loss, test_loss, test_accuracy, ...) or a DataArray"

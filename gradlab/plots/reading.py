@@ -200,15 +200,24 @@ def pool_note(ds: xr.Dataset, pool: Sequence[str], per: str = "point") -> str:
 
     E.g. ``'activation = relu, clip_norm = 1; 12 runs per point (seed × init_scale)'``: the
     selected values and length-one axes (:func:`fixed_values`), then the number of runs behind
-    each point and the axes it pools (axes of length one are left out of the pool).
+    each point and the axes it pools (axes of length one are left out of the pool). The runs
+    are those that count (:func:`gradlab.analysis.counted_runs`: a chain's copies along an axis
+    it does not read once, unfinished runs not at all); where points pool different numbers,
+    the range is given (``'4–12 runs per point'``).
     """
     fixed = fixed_note(ds)
     pool = [d for d in pool if d in ds.dims and ds.sizes[d] > 1]
-    if not pool:
-        runs = f"1 run per {per}"
+    grid = analysis.grid_axes(ds) if "diverged" in ds else ()
+    if all(d in grid or d == "optimizer" for d in pool) and grid:
+        counted = analysis.counted_runs(ds, pooled=[d for d in pool if d in grid])
+        counts = counted.sum(pool).values
+        low, high = (int(counts.min()), int(counts.max())) if counts.size else (0, 0)
     else:
-        n = math.prod(ds.sizes[d] for d in pool)
-        runs = f"{n} runs per {per} ({' × '.join(pool)})"
+        low = high = math.prod(ds.sizes[d] for d in pool)
+    n = f"{low}" if low == high else f"{low}–{high}"
+    runs = f"{n} run{'s' if high != 1 else ''} per {per}"
+    if pool:
+        runs += f" ({' × '.join(pool)})"
     return f"{fixed}; {runs}" if fixed else runs
 
 
