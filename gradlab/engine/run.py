@@ -93,25 +93,31 @@ def run(
     bar = _progress(len(plan.groups) * plan.num_runs, progress)
     results: dict[tuple[int, int], dict[str, np.ndarray]] = {}
     clock = _Clock(start, run_dir)
-    for g, group in enumerate(plan.groups):
-        order = plan.batch_order(group, dataset.x_train.shape[0])
-        args = [*data_args, None if order is None else jnp.asarray(order), *eval_args]
-        _train_group(plan, g, args, devices, run_dir, results, bar, clock)
-    bar.close()
-    _barrier("gradlab-chunks-done")
+    try:  # the run directory's lease is released however this ends
+        for g, group in enumerate(plan.groups):
+            order = plan.batch_order(group, dataset.x_train.shape[0])
+            args = [*data_args, None if order is None else jnp.asarray(order), *eval_args]
+            _train_group(plan, g, args, devices, run_dir, results, bar, clock)
+        bar.close()
+        _barrier("gradlab-chunks-done")
+    except BaseException:
+        if run_dir:
+            run_dir.close()
+        raise
     attrs = {"devices": len(devices) * jax.process_count(), **clock.times()}
     if run_dir:
-        return run_dir.finish(attrs) if jax.process_index() == 0 else run_dir.assemble(attrs)
+        return run_dir.finish(attrs, write=jax.process_index() == 0)
     return store.assemble(plan.layout, results, plan.spec_toml, attrs)
 
 
 def _open_run_dir(out: str, plan: Plan, overwrite: bool) -> store.RunDir:
     """Process 0 validates (and maybe clears) the directory, then the others open it."""
-    if jax.process_index() == 0:
+    process = jax.process_index()
+    if process == 0:
         run_dir = store.RunDir.open(out, plan.spec_toml, plan.layout, overwrite=overwrite)
     _barrier("gradlab-open")
-    if jax.process_index() > 0:
-        run_dir = store.RunDir.open(out, plan.spec_toml, plan.layout)
+    if process > 0:
+        run_dir = store.RunDir.open(out, plan.spec_toml, plan.layout, process=process)
     return run_dir
 
 
