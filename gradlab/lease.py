@@ -257,8 +257,9 @@ def owner_of(temporary: Path) -> tuple[str, int] | None:
 
 def remove_orphans(run_dir: Path, *, older_than: float = 60.0) -> list[Path]:
     """Remove temporary files left by killed writers in ``run_dir`` and its subdirectories:
-    those whose process is gone (same host) or, where that cannot be known, older than
-    ``older_than`` seconds; never one of a live lease. Returns what was removed."""
+    on this host those whose process is gone; of another host (or of an unknown one) those
+    older than ``older_than`` seconds whose writer holds no live lease. Returns what was
+    removed."""
     live, _ = writers(run_dir)
     keep = {(w.host, w.pid) for w in live} | {(socket.gethostname(), os.getpid())}
     host, now, removed = socket.gethostname(), time.time(), []
@@ -271,8 +272,9 @@ def remove_orphans(run_dir: Path, *, older_than: float = 60.0) -> list[Path]:
                 old = now - tmp.stat().st_mtime > older_than
             except FileNotFoundError:
                 continue
-            dead = owner is not None and owner[0] == host and not pid_alive(owner[1])
-            if dead or old:
+            if owner is not None and owner[0] == host:
+                old = not pid_alive(owner[1])  # on this host, only a dead process's
+            if old:
                 tmp.unlink(missing_ok=True)
                 removed.append(tmp)
     return removed

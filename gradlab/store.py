@@ -234,10 +234,14 @@ def assemble(
 class RunDir:
     """A run directory being written by a sweep (see the module docstring)."""
 
-    def __init__(self, path: Path, layout: Layout, lease: Lease | None = None) -> None:
+    def __init__(
+        self, path: Path, layout: Layout, lease: Lease | None = None, finished: bool = False
+    ) -> None:
         self.path = path
         self.layout = layout
         self.lease = lease
+        # result.nc verified when opened: every chunk is done, and nothing is written at all
+        self.finished = finished
 
     @staticmethod
     def stored_layout(path: str | os.PathLike, field: str = "out") -> Layout | None:
@@ -284,7 +288,11 @@ class RunDir:
     ) -> RunDir:
         """Open ``path`` for a sweep: create it, or resume it if it holds the same sweep.
 
-        The rule, in order: this process takes a lease (:mod:`gradlab.lease`); a live writer of
+        A directory whose manifest and ``result.nc`` are this sweep's, the result verified
+        (:meth:`stored_result`), is opened without writing anything (no lease either), so a
+        finished sweep runs again even on a full or read-only disk.
+
+        Otherwise, in order: this process takes a lease (:mod:`gradlab.lease`); a live writer of
         another sweep or chunking refuses the directory, even with ``overwrite``; temporary files
         of dead writers are removed; a directory of another sweep is cleared when ``overwrite``
         is given or when it holds no finished chunk (a sweep that crashed before its first
@@ -298,6 +306,9 @@ class RunDir:
         """
         path = Path(path)
         _check_out(path)
+        if cls.resumable_chunk_size(path, layout.fingerprint) == layout.chunk_size:
+            if RunDir(path, layout).stored_result() is not None:
+                return cls(path, layout, finished=True)
         created = not path.exists()
         try:
             path.mkdir(parents=True, exist_ok=True)
@@ -415,7 +426,10 @@ class RunDir:
 
     def has_chunk(self, group: int, chunk: int) -> bool:
         """Whether a chunk file that verifies exists (:meth:`read_chunk`). One that exists and
-        does not verify is removed, with a warning, so the sweep computes it again."""
+        does not verify is removed, with a warning, so the sweep computes it again. (In a
+        directory opened ``finished``, every chunk is in the verified result.nc: True.)"""
+        if self.finished:
+            return True
         arrays, why = self.read_chunk(group, chunk)
         if arrays is None and why != "missing":
             path = self.chunk_path(group, chunk)
@@ -502,6 +516,8 @@ class RunDir:
         fingerprint and chunk size, and the SHA-256 of its arrays); None otherwise."""
         try:
             record = json.loads((self.path / "result.sha256").read_text())
+            if record.get("fingerprint") != self.layout.fingerprint:
+                return None
             with xr.open_dataset(self.path / "result.nc", engine="h5netcdf") as ds:
                 ds = ds.load()
         except (OSError, ValueError, KeyError):  # missing, torn or truncated: written again
