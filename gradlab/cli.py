@@ -25,13 +25,14 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
 from gradlab.errors import ConfigError
-from gradlab.lease import RunDirError
+from gradlab.lease import RunDirError, release_all
 from gradlab.spec import SweepSpec
 
 
@@ -271,9 +272,28 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     print(f"gradlab: warning: {message}", file=sys.stderr if file is None else file)
 
 
+INTERRUPTED = "gradlab: interrupted; run the same command again to resume"
+
+
+def _interrupted(signum: int, frame: Any) -> None:
+    """Ctrl-C: release this process's leases, say so in one line, exit 130 at once.
+
+    The default handler raises KeyboardInterrupt wherever Python happens to be, and where that
+    is a garbage-collector callback (JAX installs one) the exception is printed as "ignored" and
+    the sweep runs on. Exiting here is safe: every file is written atomically, and a temporary
+    file this leaves behind is removed by the next writer.
+    """
+    release_all()
+    sys.stdout.flush()
+    print(f"\n{INTERRUPTED}", file=sys.stderr, flush=True)
+    os._exit(130)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``gradlab`` console script; returns the exit status (see the module
-    docstring)."""
+    docstring). Ctrl-C is handled by :func:`_interrupted`: until the process exits when this is
+    the ``gradlab`` command (``argv`` None), only during the call when called with ``argv``."""
+    previous = signal.signal(signal.SIGINT, _interrupted)
     try:
         args = _parser().parse_args(argv)
         handlers = {"run": _run, "report": _report, "export": _export, "data": _data}
@@ -287,8 +307,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gradlab: error: {_environment_error(err)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("gradlab: interrupted; run the same command again to resume", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         return 130
+    finally:
+        if argv is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 if __name__ == "__main__":

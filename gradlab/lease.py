@@ -28,7 +28,9 @@ Whether a lease is live:
   crashed writer of another host holds the directory for :data:`STALE_AFTER` seconds (or until
   its lease file is deleted by hand, as the refusal says).
 
-A lease found dead is taken over with a one-line warning. Nothing here imports JAX.
+A lease found dead is taken over with a one-line warning. The leases also tell the processes
+of one ``jax.distributed`` job whether a peer is gone while they wait for it at a barrier
+(:class:`PeerWatch`). Nothing here imports JAX.
 
 References:
   Gray and Cheriton, "Leases: an efficient fault-tolerant mechanism for distributed file cache
@@ -49,13 +51,25 @@ import time
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from gradlab.files import atomic_write_text
 
-__all__ = ["HEARTBEAT", "STALE_AFTER", "Lease", "RunDirError", "Writer", "pid_alive", "writers"]
+__all__ = [
+    "HEARTBEAT",
+    "PEER_SILENCE",
+    "STALE_AFTER",
+    "Lease",
+    "PeerWatch",
+    "RunDirError",
+    "Writer",
+    "pid_alive",
+    "writers",
+]
 
 HEARTBEAT = 15.0  # seconds between refreshes of a live lease
 STALE_AFTER = 600.0  # a lease of another host not refreshed for this long is dead
+PEER_SILENCE = 60.0  # a peer at a barrier whose lease is silent this long is gone (jax: 100 s)
 _HELD: dict[Path, Lease] = {}  # the leases this process holds, by run directory
 
 
@@ -281,3 +295,62 @@ def remove_orphans(run_dir: Path, *, older_than: float = 60.0) -> list[Path]:
 
 
 atexit.register(release_all)
+
+
+class PeerWatch:
+    """Watch the other processes of a ``jax.distributed`` job while this one waits at a barrier.
+
+    Every second, each peer's lease (same sweep, its process index) is read; a peer is gone
+    when its lease's flock is free (same host), when its lease stays unchanged for
+    :data:`PEER_SILENCE` seconds (another host: measured on this process's clock, so the hosts'
+    clocks need not agree), or when it has no lease for that long. Then ``on_gone`` is called
+    once with a line naming the peer, from the watching thread.
+
+    Args:
+      lease: this process's lease (its directory, sweep and process index).
+      processes: how many processes the job has.
+      on_gone: called with the message; it is expected to end the process.
+    """
+
+    def __init__(self, lease: Lease, processes: int, on_gone: Any) -> None:
+        self.lease, self.processes, self.on_gone = lease, processes, on_gone
+        self._stop = threading.Event()
+        self._seen: dict[int, tuple[float, float]] = {}  # process -> (refreshed, seen at)
+        self._thread = threading.Thread(target=self._watch, name="gradlab-peers", daemon=True)
+
+    def __enter__(self) -> PeerWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def gone(self, now: float) -> str | None:
+        """The line naming a peer that is gone, or None while every peer lives."""
+        me = self.lease.writer
+        peers: dict[int, tuple[Writer, Path]] = {}
+        for path in self.lease.dir.glob("*.json"):
+            w = _read(path)
+            if w and (w.fingerprint, w.chunk_size) == (me.fingerprint, me.chunk_size):
+                peers[w.process] = (w, path.with_suffix(".lock"))
+        for p in range(self.processes):
+            if p == me.process:
+                continue
+            writer, lock = peers.get(p, (None, None))
+            refreshed = writer.refreshed if writer else -1.0
+            last, since = self._seen.get(p, (refreshed, now))
+            since = now if refreshed != last else since
+            self._seen[p] = (refreshed, since)
+            same_host = writer is not None and writer.host == me.host
+            if (same_host and not is_live(writer, lock)) or now - since > PEER_SILENCE:
+                who = writer.describe() if writer else "no lease"
+                return f"process {p} of the job is gone ({who}); the finished chunks are kept"
+        return None
+
+    def _watch(self) -> None:
+        while not self._stop.wait(1.0):
+            message = self.gone(time.monotonic())
+            if message is not None:
+                self.on_gone(message)
+                return

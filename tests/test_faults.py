@@ -555,3 +555,61 @@ def test_a_truncated_netcdf_file_is_named_by_the_report(tmp_path):
     path.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
     with pytest.raises(ValueError, match=r"result\.nc is not a readable netCDF file"):
         as_dataset(path)
+
+
+# --------------------------------------------------------------------------------------------
+# Ctrl-C, a dead peer
+
+
+def test_ctrl_c_exits_130_with_one_line_and_releases_the_directory(tmp_path):
+    config = tmp_path / "sweep.toml"
+    config.write_text(CONFIG.replace("steps = 6", "steps = 3000"))
+    out = tmp_path / "run"
+    proc = popen("run", str(config), "--out", str(out), "--chunk-size", "1", cwd=tmp_path)
+    wait_for(lambda: (out / "manifest.json").exists(), proc)
+    time.sleep(0.5)  # compiling or training
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.strip().splitlines()[-1] == cli.INTERRUPTED and "Traceback" not in err
+    assert not list((out / "writers").glob("*")) and not tmp_files(out)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow  # two jax.distributed jobs of two processes: about 30 s
+def test_a_dead_peer_of_a_multi_process_sweep_ends_the_survivor_cleanly(reference, tmp_path):
+    config = tmp_path / "sweep.toml"
+    config.write_text(CONFIG)
+    out = tmp_path / "run"
+
+    def job() -> list[subprocess.Popen]:
+        port = free_port()
+        common = ["run", str(config), "--out", str(out), "--chunk-size", "1", "--no-report"]
+        common += ["--no-progress", "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
+        return [popen(*common, "--process-id", str(i), cwd=tmp_path) for i in range(2)]
+
+    survivor, peer = job()
+    leases = lambda: list((out / "writers").glob("*.json")) if (out / "writers").exists() else []
+    wait_for(lambda: len(leases()) == 2, survivor)
+    peer.kill()
+    peer.wait()
+    _, err = survivor.communicate(timeout=90)
+    assert survivor.returncode == 1, err
+    line = one_line_error(err)
+    assert f"process 1 of the job is gone (pid {peer.pid} on" in line
+    assert "finished chunks are kept" in line
+    finished = len(list((out / "chunks").glob("*.nc")))
+    assert 1 <= finished < 6
+    # both again: the job finishes; chunks of 1 run equal chunks of 2 to float32 rounding
+    again = job()
+    for proc in again:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    merged = gl.load(out)
+    for name in reference.data_vars:
+        np.testing.assert_allclose(merged[name], reference[name], rtol=1e-5, err_msg=name)
