@@ -23,6 +23,10 @@ and directory computes only the missing chunks. One sweep writes a directory at 
 before its next chunk if another sweep took the directory over. netCDF files are built in
 memory and written with plain Python I/O (:func:`_write_netcdf`), so a full disk raises an
 ``OSError`` and leaves nothing behind. Nothing here imports JAX.
+
+(Over 500 lines: the format, the checks that guard it and the assembly it feeds are one
+contract, kept in one file while the layout and its partial loading are being changed; the
+lease, the one part that stands alone, is :mod:`gradlab.lease`.)
 """
 
 from __future__ import annotations
