@@ -239,10 +239,11 @@ class Lease:
         others = [w for w in live if (w.fingerprint, w.chunk_size) != mine]
         if others:
             names = "; ".join(w.describe() for w in others)
+            remote = [w for w in others if w.host != self.writer.host]
+            hint = f" (if it is gone, delete {self.dir / remote[0].name}.json)" if remote else ""
             raise RunDirError(
                 f"out: {path} is being written by another sweep ({names}); wait for it to "
-                f"finish or choose another directory (if that process is gone, delete "
-                f"{self.dir}/{others[0].name}.json)"
+                f"finish or choose another directory{hint}"
             )
         for w in dead:
             warnings.warn(
