@@ -5,19 +5,34 @@
     gradlab export RUN_DIR --tensorboard DIR [--overwrite]
     gradlab data download mnist [--data-dir DIR]
 
-An invalid config exits with status 2 and one line naming the field (no traceback).
+Exit status and one line on stderr, never a traceback:
+
+- 0: done;
+- 2: bad input (a config field, an output path that cannot be a directory, a run directory of
+  another sweep, or one ``report``/``export`` cannot read), naming the field;
+- 1: the environment failed (a full or read-only disk, a run directory held by a live writer of
+  another sweep or taken over by one, a peer process of a multi-host job that is gone); the
+  finished chunks are kept, and the same command resumes once the cause is gone;
+- 130: interrupted (Ctrl-C).
+
+Warnings (a chunk that did not verify and is recomputed, a dead writer's lease taken over) are
+one line each, ``gradlab: warning: ...``.
 ``GRADLAB_FAST=1`` shrinks any sweep (fewer steps, seeds and examples) for smoke tests.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 from gradlab.errors import ConfigError
+from gradlab.lease import RunDirError, release_all
 from gradlab.spec import SweepSpec
 
 
@@ -198,25 +213,33 @@ def _sessions(ds) -> str:
     return f", over {n} sessions" if n > 1 else ""
 
 
+def _load_run_dir(run_dir: str) -> Any:
+    """The result Dataset of ``run_dir``, or a ConfigError saying why there is none: not a
+    directory, not a run directory, no finished chunk yet, unfinished, a foreign manifest."""
+    from gradlab.store import load
+
+    if not Path(run_dir).is_dir():
+        raise ConfigError(f"run_dir: {run_dir} is not a directory")
+    try:
+        return load(run_dir)
+    except ConfigError:
+        raise
+    except (FileNotFoundError, ValueError) as err:
+        raise ConfigError(f"run_dir: {err}") from None
+
+
 def _report(args: argparse.Namespace) -> int:
     from gradlab.report import write_report
 
-    if not Path(args.run_dir).is_dir():
-        raise ConfigError(f"run_dir: {args.run_dir} is not a directory")
-    print(write_report(args.run_dir, args.out))
+    ds = _load_run_dir(args.run_dir)
+    print(write_report(ds, args.out, title=f"gradlab sweep: {Path(args.run_dir).name}"))
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
     from gradlab import export
-    from gradlab.store import load
 
-    if not Path(args.run_dir).is_dir():
-        raise ConfigError(f"run_dir: {args.run_dir} is not a directory")
-    try:
-        ds = load(args.run_dir)
-    except (FileNotFoundError, ValueError) as err:  # not a run directory, or unfinished
-        raise ConfigError(f"run_dir: {err}") from None
+    ds = _load_run_dir(args.run_dir)
     try:
         runs = export.tensorboard(ds, args.tensorboard, overwrite=args.overwrite)
     except (ImportError, FileExistsError) as err:
@@ -234,18 +257,61 @@ def _data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _environment_error(err: OSError | RunDirError) -> str:
+    """One line naming the cause of an environment failure (and what is kept)."""
+    if isinstance(err, RunDirError):
+        return str(err)
+    where = f": {err.filename}" if err.filename else ""
+    line = f"{err.strerror or err}{where}"
+    if err.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        line += " (the finished chunks are kept; free some space and run the same command again)"
+    return line
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"gradlab: warning: {message}", file=sys.stderr if file is None else file)
+
+
+INTERRUPTED = "gradlab: interrupted; run the same command again to resume"
+
+
+def _interrupted(signum: int, frame: Any) -> None:
+    """Ctrl-C: release this process's leases, say so in one line, exit 130 at once.
+
+    The default handler raises KeyboardInterrupt wherever Python happens to be, and where that
+    is a garbage-collector callback (JAX installs one) the exception is printed as "ignored" and
+    the sweep runs on. Exiting here is safe: every file is written atomically, and a temporary
+    file this leaves behind is removed by the next writer.
+    """
+    release_all()
+    sys.stdout.flush()
+    print(f"\n{INTERRUPTED}", file=sys.stderr, flush=True)
+    os._exit(130)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``gradlab`` console script; returns the exit status."""
-    args = _parser().parse_args(argv)
-    handlers = {"run": _run, "report": _report, "export": _export, "data": _data}
+    """Entry point of the ``gradlab`` console script; returns the exit status (see the module
+    docstring). Ctrl-C is handled by :func:`_interrupted`: until the process exits when this is
+    the ``gradlab`` command (``argv`` None), only during the call when called with ``argv``."""
+    previous = signal.signal(signal.SIGINT, _interrupted)
     try:
-        return handlers[args.command](args)
+        args = _parser().parse_args(argv)
+        handlers = {"run": _run, "report": _report, "export": _export, "data": _data}
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            return handlers[args.command](args)
     except ConfigError as err:
         print(f"gradlab: error: {err}", file=sys.stderr)
         return 2
+    except (RunDirError, OSError) as err:
+        print(f"gradlab: error: {_environment_error(err)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print("gradlab: interrupted; run the same command again to resume", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         return 130
+    finally:
+        if argv is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 if __name__ == "__main__":

@@ -3,20 +3,38 @@
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write", "atomic_write_text"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text"]
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+def atomic_write(
+    path: str | os.PathLike, write: Callable[[Path], None], *, make_parent: bool = True
+) -> None:
     """Write ``path`` through ``write(tmp)`` on a temporary file in the same directory, then an
     atomic rename: a killed writer leaves the old file or the new one, and nothing else. The
-    file gets the mode the user's umask gives new files (as ``open`` would)."""
+    file gets the mode the user's umask gives new files (as ``open`` would).
+
+    The temporary file is ``.<name>~<host>~<pid>~<random>.tmp``, so that a later writer can tell
+    the leftovers of a killed process from a live one's (:func:`gradlab.lease.remove_orphans`).
+    If ``write`` fails (a full disk: ``OSError(ENOSPC)``), the temporary file is removed and the
+    error raised; the old file, if any, is untouched.
+
+    Args:
+      path: the file to write.
+      write: writes the whole content to the path it is given.
+      make_parent: create the parent directory if it is missing; with False, a missing parent
+        raises ``FileNotFoundError`` (a run directory's ``chunks/`` that another sweep removed
+        must not be recreated by a writer of the old one).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if make_parent:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{path.name}~{socket.gethostname()}~{os.getpid()}~"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
     os.close(fd)
     try:
         # mkstemp creates 0600; a run directory shared by several users or hosts (the
@@ -35,6 +53,14 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+def atomic_write_text(path: str | os.PathLike, text: str, *, make_parent: bool = True) -> None:
     """:func:`atomic_write` of a text file."""
-    atomic_write(path, lambda tmp: tmp.write_text(text))
+    atomic_write(path, lambda tmp: tmp.write_text(text), make_parent=make_parent)
+
+
+def atomic_write_bytes(
+    path: str | os.PathLike, data: bytes | memoryview, *, make_parent: bool = True
+) -> None:
+    """:func:`atomic_write` of bytes already in memory, written with plain Python I/O (so a
+    failing disk raises a Python ``OSError`` and leaves no library half-way through a file)."""
+    atomic_write(path, lambda tmp: tmp.write_bytes(data), make_parent=make_parent)

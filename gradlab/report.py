@@ -57,6 +57,11 @@ def as_dataset(source: xr.Dataset | str | os.PathLike[str]) -> xr.Dataset:
     Returns:
       The Dataset, in memory.
 
+    Raises:
+      ValueError: a ``.nc`` file that cannot be read (truncated, or not netCDF-4), or an
+        unfinished run directory.
+      FileNotFoundError: ``source`` is not a run directory.
+
     Example:
       >>> ds = as_dataset("runs/demo")  # doctest: +SKIP
     """
@@ -64,7 +69,11 @@ def as_dataset(source: xr.Dataset | str | os.PathLike[str]) -> xr.Dataset:
         return source
     path = Path(source)
     if path.is_file():
-        return xr.load_dataset(path, engine="h5netcdf")
+        try:
+            return xr.load_dataset(path, engine="h5netcdf")
+        except (OSError, ValueError) as err:  # truncated, or not netCDF-4
+            why = type(err).__name__
+            raise ValueError(f"{path} is not a readable netCDF file ({why})") from None
     from gradlab.store import load  # the engine's persistence; only needed for run directories
 
     return load(path, partial=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 from typing import Any
 
@@ -22,6 +23,7 @@ from gradlab import store
 from gradlab.engine import cache, platform, program
 from gradlab.engine.plan import Plan, eval_layout, make_plan, resolve_data
 from gradlab.errors import ConfigError
+from gradlab.lease import PeerWatch, release_all
 from gradlab.spec import SweepSpec
 
 __all__ = ["run"]
@@ -93,25 +95,31 @@ def run(
     bar = _progress(sum(plan.layout.group_runs(g) for g in range(len(plan.groups))), progress)
     results: dict[tuple[int, int], dict[str, np.ndarray]] = {}
     clock = _Clock(start, run_dir)
-    for g, group in enumerate(plan.groups):
-        order = plan.batch_order(group, dataset.x_train.shape[0])
-        args = [*data_args, None if order is None else jnp.asarray(order), *eval_args]
-        _train_group(plan, g, args, devices, run_dir, results, bar, clock)
-    bar.close()
-    _barrier("gradlab-chunks-done")
+    try:  # the run directory's lease is released however this ends
+        for g, group in enumerate(plan.groups):
+            order = plan.batch_order(group, dataset.x_train.shape[0])
+            args = [*data_args, None if order is None else jnp.asarray(order), *eval_args]
+            _train_group(plan, g, args, devices, run_dir, results, bar, clock)
+        bar.close()
+        _barrier("gradlab-chunks-done", run_dir)
+    except BaseException:
+        if run_dir:
+            run_dir.close()
+        raise
     attrs = {"devices": len(devices) * jax.process_count(), **clock.times()}
     if run_dir:
-        return run_dir.finish(attrs) if jax.process_index() == 0 else run_dir.assemble(attrs)
+        return run_dir.finish(attrs, write=jax.process_index() == 0)
     return store.assemble(plan.layout, results, plan.spec_toml, attrs)
 
 
 def _open_run_dir(out: str, plan: Plan, overwrite: bool) -> store.RunDir:
     """Process 0 validates (and maybe clears) the directory, then the others open it."""
-    if jax.process_index() == 0:
+    process = jax.process_index()
+    if process == 0:
         run_dir = store.RunDir.open(out, plan.spec_toml, plan.layout, overwrite=overwrite)
     _barrier("gradlab-open")
-    if jax.process_index() > 0:
-        run_dir = store.RunDir.open(out, plan.spec_toml, plan.layout)
+    if process > 0:
+        run_dir = store.RunDir.open(out, plan.spec_toml, plan.layout, process=process)
     return run_dir
 
 
@@ -198,12 +206,37 @@ class _Clock:
             self.run_dir.log_session(self.session, record)
 
 
-def _barrier(name: str) -> None:
-    """Wait until every process of a ``jax.distributed`` job reaches this point."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
+def _barrier(name: str, run_dir: store.RunDir | None = None) -> None:
+    """Wait until every process of a ``jax.distributed`` job reaches this point.
 
+    With a run directory, the peers' leases are watched meanwhile
+    (:class:`gradlab.lease.PeerWatch`): a peer that died would otherwise leave this process
+    waiting until JAX's coordination service aborts it with a C++ stack (or the barrier fails at
+    once, and JAX's shutdown barrier then aborts it the same way at exit); instead it exits 1
+    with one line naming the peer, without JAX's shutdown (``os._exit``).
+    """
+    if jax.process_count() == 1:
+        return
+    from jax.experimental import multihost_utils
+
+    if run_dir is None or run_dir.lease is None:
         multihost_utils.sync_global_devices(name)
+        return
+    watch = PeerWatch(run_dir.lease, jax.process_count(), _peer_gone)
+    try:
+        with watch:
+            multihost_utils.sync_global_devices(name)
+    except Exception as err:  # the collective itself failed (gloo: "connection closed by peer")
+        why = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        _peer_gone(watch.gone(time.monotonic()) or f"a process of the job is gone ({why})")
+
+
+def _peer_gone(message: str) -> None:
+    """End this process of a job whose peer is gone (called from the watching thread)."""
+    release_all()
+    again = "run the same command again (every process) to finish"
+    print(f"gradlab: error: {message}; {again}", file=sys.stderr, flush=True)
+    os._exit(1)
 
 
 class _NoProgress:
