@@ -12,24 +12,42 @@ The functions and classes below are the whole top-level surface; the modules are
 ``docs/architecture.md`` maps the code.
 """
 
+import importlib as _importlib
 from importlib import metadata as _metadata
 
-from gradlab import curvature, data, engine, metrics, models, optim, schema, store, theory
-from gradlab.engine import make_plan, run
-from gradlab.errors import ConfigError
-from gradlab.spec import DataSpec, ModelSpec, SweepSpec
-from gradlab.spec_toml import default_spec, from_toml, read_toml, to_toml
-from gradlab.store import load
-
-_LAZY = ("analysis", "export", "plots", "report")  # pandas, matplotlib: imported on first use
+# Everything is imported on first use (PEP 562): ``import gradlab`` is instant, so the command
+# line can install its Ctrl-C handler before JAX loads, and ``gl.analysis``/``gl.plots`` (pandas,
+# matplotlib) cost nothing until used. The engine turns the persistent compilation cache on
+# when it is first imported (``gradlab.engine.cache``).
+_MODULES = (
+    "analysis", "curvature", "data", "engine", "export", "metrics", "models", "optim", "plots",
+    "report", "schema", "store", "theory",
+)  # fmt: skip
+_NAMES = {
+    "ConfigError": "gradlab.errors",
+    "DataSpec": "gradlab.spec",
+    "ModelSpec": "gradlab.spec",
+    "SweepSpec": "gradlab.spec",
+    "default_spec": "gradlab.spec_toml",
+    "from_toml": "gradlab.spec_toml",
+    "read_toml": "gradlab.spec_toml",
+    "to_toml": "gradlab.spec_toml",
+    "load": "gradlab.store",
+    "make_plan": "gradlab.engine",
+    "run": "gradlab.engine",
+}
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return importlib.import_module(f"gradlab.{name}")
+    if name in _MODULES:
+        return _importlib.import_module(f"gradlab.{name}")
+    if name in _NAMES:
+        return getattr(_importlib.import_module(_NAMES[name]), name)
     raise AttributeError(f"module 'gradlab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
 
 
 try:

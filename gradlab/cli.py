@@ -29,11 +29,13 @@ import signal
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gradlab.errors import ConfigError
 from gradlab.lease import RunDirError, release_all
-from gradlab.spec import SweepSpec
+
+if TYPE_CHECKING:
+    from gradlab.spec import SweepSpec
 
 
 def _parser() -> argparse.ArgumentParser:

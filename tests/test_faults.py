@@ -578,6 +578,21 @@ def test_ctrl_c_exits_130_with_one_line_and_releases_the_directory(tmp_path):
     assert not list((out / "writers").glob("*")) and not tmp_files(out)
 
 
+def test_ctrl_c_while_starting_up_is_one_line_too(tmp_path):
+    """The command installs its Ctrl-C handler before anything heavy is imported: importing
+    the CLI loads no JAX (so a Ctrl-C while JAX loads is the handler's), and an interrupt right
+    after start-up ends in one line."""
+    code = "import sys, gradlab.cli; print([m for m in ('jax', 'numpy') if m in sys.modules])"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert loaded.stdout.strip() == "[]"
+    proc = popen("run", "--out", str(tmp_path / "run"), cwd=tmp_path)
+    time.sleep(0.4)  # past the interpreter's own start-up, while gradlab imports JAX or plans
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.strip().splitlines()[-1] == cli.INTERRUPTED and "Traceback" not in err
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
