@@ -10,6 +10,10 @@ Grid axes come in two kinds:
   become arrays inside one vmapped, compiled program: changing their values never recompiles;
 * **static** axes (``activation``, ``init``, ``batch_size``) change the compiled program, so each
   value (like each optimizer chain) is its own *group* with its own compilation.
+
+The per-layer learning rates ``lr_mult_0``, ``lr_mult_1``, ... (layer 0 the input side) are
+traced optimizer axes that every chain string reads (:mod:`gradlab.optim`); a callable chain
+cannot take them.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from gradlab.data import DATASETS
 from gradlab.errors import ConfigError, fail
 from gradlab.inits import INITS
 from gradlab.losses import LOSSES
-from gradlab.optim import HPARAM_RANGES, SCHEDULES, Range
+from gradlab.optim import HPARAM_RANGES, LR_MULT_RANGE, SCHEDULES, Range, layer_lr_axis
+from gradlab.parametrizations import PARAMETRIZATIONS
 from gradlab.schema import METRIC_SETS
 
 __all__ = [
@@ -38,6 +43,7 @@ __all__ = [
     "DataSpec",
     "ModelSpec",
     "SweepSpec",
+    "check_layer_rate_axes",
     "expand_axis",
 ]
 
@@ -85,6 +91,15 @@ class ModelSpec:
         so ``init="normal"`` with ``init_scale=σ_w`` is the mean-field W ~ N(0, σ_w²/fan_in).
       use_bias: whether dense layers have biases (drawn from N(0, bias_std²); 0 = zero biases).
       num_outputs: output width; ``None`` takes the number of classes (or regression targets).
+      parametrization: how init, forward multipliers and per-layer learning rates scale with
+        width (the table in :mod:`gradlab.parametrizations`): ``"sp"`` (standard: the init
+        scheme as it is), ``"ntk"`` (Jacot et al. 2018: each layer's x W scaled by 1/√fan_in,
+        the kernel's std by √fan_in), ``"mup"`` (Tensor Programs V; needs ``base_width``).
+        The init scheme gives the SP std (under μP at the base model's shape); ``init_scale``
+        multiplies the std in every parametrization.
+      base_width: μP's base model has every hidden layer this wide; layer l's width ratio is
+        its fan-in (or fan-out) over ``base_width``, and at ``hidden`` all equal to it μP is
+        SP exactly. Read only by μP.
     """
 
     hidden: tuple[int, ...] = (10, 10)
@@ -92,6 +107,8 @@ class ModelSpec:
     init: str = "lecun_normal"
     use_bias: bool = True
     num_outputs: int | None = None
+    parametrization: str = "sp"
+    base_width: int | None = None
 
     def __post_init__(self) -> None:
         hidden = self.hidden
@@ -111,6 +128,19 @@ class ModelSpec:
         if not isinstance(self.use_bias, bool):
             raise fail("model.use_bias", f"must be true or false, got {self.use_bias!r}")
         _check_positive_int("model.num_outputs", self.num_outputs, allow_none=True)
+        if self.parametrization not in PARAMETRIZATIONS:
+            raise fail(
+                "model.parametrization",
+                f"unknown parametrization {self.parametrization!r}; "
+                f"valid: {', '.join(PARAMETRIZATIONS)}",
+            )
+        _check_positive_int("model.base_width", self.base_width, allow_none=True)
+        if self.parametrization == "mup" and self.base_width is None:
+            raise fail(
+                "model.base_width",
+                "parametrization 'mup' needs the hidden width of its base model (base_width), "
+                "at which it trains exactly as 'sp'",
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,6 +272,7 @@ class SweepSpec:
             except ValueError as err:
                 raise fail(f"optimizers[{i}]", str(err)) from None
         self._check_grid(reads, open_ended)
+        self._check_layer_rates(optimizers)
         self._check_training()
 
     # -- validation helpers -------------------------------------------------------------------
@@ -264,15 +295,39 @@ class SweepSpec:
             field = f"grid.{name}"
             if not isinstance(name, str) or name in ("optimizer", "step", "layer", "run"):
                 raise fail(field, "is a reserved dimension name")
-            if name not in STATIC_AXES and name not in reads and not open_ended:
+            known = name in STATIC_AXES or name in reads or layer_lr_axis(name) is not None
+            if not known and not open_ended:
                 raise fail(
                     field,
                     "no optimizer stage or model part reads this axis; read here: "
-                    + ", ".join(sorted(reads | set(STATIC_AXES))),
+                    + ", ".join(sorted(reads | set(STATIC_AXES)))
+                    + ", lr_mult_0, lr_mult_1, ... (per-layer learning rates)",
                 )
             grid[name] = expand_axis(field, values)
             _check_axis_values(field, name, grid[name])
         object.__setattr__(self, "grid", grid)
+
+    def _check_layer_rates(self, optimizers: tuple[Chain, ...]) -> None:
+        """Per-layer learning rates (``lr_mult_l`` axes, μP's multipliers) need chain strings,
+        and ``lr_mult_l`` a layer l (known here for a ModelSpec; the plan checks a user's
+        module)."""
+        axes = [name for name in self.grid if layer_lr_axis(name) is not None]
+        callables = [i for i, c in enumerate(optimizers) if callable(c)]
+        if axes and callables:
+            raise fail(
+                f"grid.{axes[0]}",
+                f"optimizers[{callables[0]}] is a callable chain, which cannot take per-layer "
+                "learning rates: use chain strings, or scale the layers inside the callable",
+            )
+        model = self.model
+        if isinstance(model, ModelSpec) and model.parametrization == "mup" and callables:
+            raise fail(
+                f"optimizers[{callables[0]}]",
+                "parametrization 'mup' scales each layer's learning rate by the chain's kind "
+                "(SGD- or Adam-like), which a callable chain does not have: use chain strings",
+            )
+        if isinstance(model, ModelSpec):
+            check_layer_rate_axes(self.grid, len(model.hidden) + 1)
 
     def _check_training(self) -> None:
         if (self.steps is None) == (self.epochs is None):
@@ -412,6 +467,18 @@ def expand_axis(field: str, values: Any) -> tuple[Any, ...]:
     return values
 
 
+def check_layer_rate_axes(grid: Mapping[str, Any], num_layers: int) -> None:
+    """Raise :class:`ConfigError` for an ``lr_mult_l`` axis of a layer l the model lacks."""
+    for name in grid:
+        index = layer_lr_axis(name)
+        if index is not None and index >= num_layers:
+            raise fail(
+                f"grid.{name}",
+                f"the model has {num_layers} layers (lr_mult_0 to lr_mult_{num_layers - 1}, "
+                "0 the input side)",
+            )
+
+
 def _check_axis_values(field: str, name: str, values: tuple[Any, ...]) -> None:
     if name == "activation":
         for v in values:
@@ -439,6 +506,8 @@ def _check_real_values(field: str, name: str, values: tuple[Any, ...]) -> None:
     the compiled program receives them (so 1e39 would become inf and 1e-320 zero, and two
     values closer than float32 resolves would label one run twice)."""
     valid = HPARAM_RANGES.get(name) or MODEL_AXIS_RANGES.get(name) or Range(-math.inf)
+    if layer_lr_axis(name) is not None:
+        valid = LR_MULT_RANGE
     for v in values:
         if not _is_real(v) or not math.isfinite(v):
             raise fail(field, f"values must be finite numbers, got {v!r}")

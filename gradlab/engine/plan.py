@@ -31,7 +31,7 @@ from gradlab import models, optim, schema, store
 from gradlab.engine import program
 from gradlab.engine.platform import DEFAULT_MEMORY_BUDGET, max_chunk
 from gradlab.errors import ConfigError
-from gradlab.spec import MODEL_AXES, DataSpec, SweepSpec
+from gradlab.spec import MODEL_AXES, DataSpec, SweepSpec, check_layer_rate_axes
 
 __all__ = [
     "EVAL_BATCH",
@@ -201,6 +201,7 @@ def make_plan(
     num_runs = math.prod(len(v) for v in traced.values())
     reads = chain_reads(spec)
     configs = tuple(program.make_config(spec, g, dataset, steps) for g in groups)
+    check_layer_rate_axes(spec.grid, len(configs[0].layers))  # a user's module's layers
     _check_result_size(spec, len(groups) * num_runs, len(logged), configs[0].num_layers)
     # The most runs any group trains: its chain reads the most traced axes.
     most_runs = max(
@@ -255,13 +256,11 @@ def chain_reads(spec: SweepSpec) -> dict[str, list[bool]]:
     Returns:
       For every traced grid axis that is not a model axis (``seed``, ``init_scale``,
       ``bias_std``): one flag per chain of ``spec.optimizers``, true if the chain reads it
-      (a stage of the chain takes it; a user's callable chain reads every axis).
+      (a stage of the chain takes it, or it is a per-layer learning rate ``lr_mult_l``, which
+      every chain string reads; a user's callable chain reads every axis).
     """
     return {
-        axis: [
-            not isinstance(chain, str) or axis in optim.chain_hparams(chain)
-            for chain in spec.optimizers
-        ]
+        axis: [optim.reads_axis(chain, axis) for chain in spec.optimizers]
         for axis in spec.traced_axes
         if axis not in MODEL_AXES
     }
