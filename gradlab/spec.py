@@ -274,6 +274,7 @@ class SweepSpec:
         self._check_grid(reads, open_ended)
         self._check_layer_rates(optimizers)
         self._check_training()
+        self._check_curvature_with_layer_rates()
 
     # -- validation helpers -------------------------------------------------------------------
     def _check_model_and_data(self) -> None:
@@ -328,6 +329,26 @@ class SweepSpec:
             )
         if isinstance(model, ModelSpec):
             check_layer_rate_axes(self.grid, len(model.hidden) + 1)
+
+    def _check_curvature_with_layer_rates(self) -> None:
+        """``sharpness_bound`` is the edge of stability of one learning rate shared by every
+        parameter, and ``precond_sharpness`` uses Adam's preconditioner without the per-layer
+        factors: with per-layer learning rates both would be wrong numbers, so they are refused
+        (``sharpness`` itself, λ_max of the Hessian, would be right, but it comes with them)."""
+        model = self.model
+        layered = [name for name in self.grid if layer_lr_axis(name) is not None]
+        if isinstance(model, ModelSpec) and model.parametrization == "mup":
+            layered += [
+                f"model.hidden[{i}]" for i, w in enumerate(model.hidden) if w != model.base_width
+            ]
+        for m in ("sharpness", "precond_sharpness"):
+            if m in self.metrics and layered:
+                raise fail(
+                    "metrics",
+                    f"{m!r} is measured against the edge of stability of one learning rate "
+                    "for every parameter, and this sweep gives layers their own learning rates "
+                    f"({layered[0]}: an lr_mult axis, or μP away from its base width)",
+                )
 
     def _check_training(self) -> None:
         if (self.steps is None) == (self.epochs is None):

@@ -298,6 +298,15 @@ BAD = [
         "grid.lr_mult_2",
         lambda d: gl.make_plan(spec_with(d, model=Tiny(), grid={"lr_mult_2": [1.0]}), d),
     ),
+    ("metrics", lambda d: spec_with(d, grid={"lr_mult_1": [2.0]}, metrics=("sharpness",))),
+    (
+        "metrics",
+        lambda d: spec_with(
+            d,
+            model=gl.ModelSpec(hidden=(8, 16), parametrization="mup", base_width=8),
+            metrics=("default", "precond_sharpness"),
+        ),
+    ),
     ("model.base_width", lambda d: gl.from_toml('steps = 2\n[model]\nparametrization = "mup"\n')),
     (
         "model.parametrization",
