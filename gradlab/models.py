@@ -156,7 +156,7 @@ def make_model(model: ModelSpec | nn.Module, num_outputs: int, **overrides: Any)
         activation=overrides.get("activation", model.activation),
         init_scheme=overrides.get("init", model.init),
         use_bias=model.use_bias,
-        parametrization=overrides.get("parametrization", model.parametrization),
+        parametrization=model.parametrization,
         base_width=model.base_width,
     )
 

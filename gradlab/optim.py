@@ -32,14 +32,9 @@ stage                    optax                                        hyperparam
 =======================  ===========================================  =========================
 
 **Per-layer learning rates.** Every chain string also reads the grid axes ``lr_mult_0``,
-``lr_mult_1``, ... (:func:`layer_lr_axis`): layer l's update (layer 0 the input side, the
-layers of :func:`gradlab.models.layer_names`) is multiplied by ``lr_mult_l`` (1 where the grid
-is silent), and by the parametrization's multiplier of each of its parameters
-(:mod:`gradlab.parametrizations`; μP's depend on :func:`update_kind`). Both are applied by
-:func:`scale_by_layer`, the last stage of the chain, so they multiply the learning rate (and
-its schedule) of the optimizer stage: for a clip-then-optimizer chain the clip acts on the raw
-gradient and the multipliers on the optimizer's update, as a per-layer learning rate does. A
-callable chain takes neither (the spec refuses ``lr_mult_*`` axes and μP with one).
+``lr_mult_1``, ...: :mod:`gradlab.layer_rates` multiplies layer l's update by ``lr_mult_l`` and
+by the parametrization's multipliers for the chain's :func:`update_kind`, as the chain's last
+stage (after any clip stage, so a clip still sees the raw gradient).
 
 References:
   Pascanu, Mikolov, Bengio, "On the difficulty of training recurrent neural networks", 2013.
@@ -58,6 +53,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from gradlab.layer_rates import layer_lr_axis, layer_scales, scale_by_layer
+
 __all__ = [
     "HPARAM_RANGES",
     "LR_MULT_RANGE",
@@ -73,12 +70,10 @@ __all__ = [
     "clipped",
     "hparam",
     "ignores_layout",
-    "layer_lr_axis",
     "make_schedule",
     "observe_changes",
     "observe_skips",
     "reads_axis",
-    "scale_by_layer",
     "skipped",
     "stability_rule",
     "states_of",
@@ -209,20 +204,8 @@ HPARAM_RANGES: dict[str, Range] = {
     "weight_decay": Range(0.0),
     "max_consecutive_errors": Range(0.0),
 }
-# The per-layer learning-rate multipliers lr_mult_l; 0 freezes layer l.
+# The per-layer learning-rate multipliers lr_mult_l (gradlab.layer_rates); 0 freezes layer l.
 LR_MULT_RANGE = Range(0.0)
-LR_MULT_PREFIX = "lr_mult_"
-
-
-def layer_lr_axis(name: str) -> int | None:
-    """The layer l of a per-layer learning-rate axis ``"lr_mult_l"`` (``None``: not one).
-
-    Only the canonical spelling counts (``lr_mult_0``, ``lr_mult_12``; not ``lr_mult_01``).
-    """
-    digits = name[len(LR_MULT_PREFIX) :] if name.startswith(LR_MULT_PREFIX) else ""
-    if digits.isascii() and digits.isdigit() and str(int(digits)) == digits:
-        return int(digits)
-    return None
 
 
 def reads_axis(chain: str | ChainFactory, axis: str) -> bool:
@@ -414,80 +397,6 @@ def observe_skips(
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def scale_by_layer(scales: Mapping[str, Any]) -> optax.GradientTransformation:
-    """Multiply each layer's update by its own (possibly traced) factor.
-
-    .. math::
-
-      u^{l}_{p} \\leftarrow c_{l,p} \\, u^{l}_{p}
-
-    for every parameter p of layer l (a top-level entry of the parameter dict).
-
-    Args:
-      scales: layer name -> one factor for all its parameters, or a mapping parameter name
-        (e.g. ``"kernel"``, ``"bias"``) -> factor. Layers and parameters not named keep their
-        update.
-
-    Returns:
-      A stateless ``optax.GradientTransformation``.
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> tx = scale_by_layer({"layer_0": 2.0, "layer_1": {"kernel": 0.5}})
-      >>> one = {"kernel": jnp.ones(2), "bias": jnp.ones(1)}
-      >>> out, _ = tx.update({"layer_0": one, "layer_1": one}, optax.EmptyState())
-      >>> [float(out[k][p][0]) for k in ("layer_0", "layer_1") for p in ("kernel", "bias")]
-      [2.0, 2.0, 0.5, 1.0]
-    """
-
-    def times(factor: Any, tree: Any) -> Any:
-        return jax.tree.map(lambda u: u * jnp.asarray(factor, u.dtype), tree)
-
-    def scale(name: str, tree: Any) -> Any:
-        factor = scales.get(name)
-        if factor is None:
-            return tree
-        if not isinstance(factor, Mapping):
-            return times(factor, tree)
-        return {p: times(factor[p], v) if p in factor else v for p, v in tree.items()}
-
-    def update_fn(updates, state, params=None):
-        del params
-        return {name: scale(name, tree) for name, tree in updates.items()}, state
-
-    return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
-
-
-def layer_scales(
-    hparams: Mapping[str, Any],
-    layers: Sequence[str],
-    layer_lr: Mapping[str, Mapping[str, float]] | None = None,
-) -> dict[str, Any]:
-    """The factors :func:`scale_by_layer` applies: layer l's ``lr_mult_l`` (from ``hparams``)
-    times the parametrization's multiplier of each of its parameters (``layer_lr``); factors
-    that are 1 are left out, so the result is empty when every factor is 1.
-
-    Raises:
-      ValueError: an ``lr_mult_l`` for a layer that ``layers`` does not have.
-    """
-    for name in hparams:
-        index = layer_lr_axis(name)
-        if index is not None and index >= len(layers):
-            raise ValueError(f"{name}: the model has {len(layers)} layers (0 to {len(layers) - 1})")
-    out: dict[str, Any] = {}
-    for i, layer in enumerate(layers):
-        static = {p: c for p, c in (layer_lr or {}).get(layer, {}).items() if c != 1.0}
-        mult = hparams.get(f"{LR_MULT_PREFIX}{i}")
-        if mult is None:
-            if static:
-                out[layer] = static
-        elif static:  # a parametrized layer: its parameters are named in layer_lr
-            out[layer] = {p: mult * static.get(p, 1.0) for p in layer_lr[layer]}
-        else:
-            out[layer] = mult
-    return out
-
-
 def build_chain(
     chain: str | ChainFactory,
     hparams: Mapping[str, jax.Array],
@@ -514,7 +423,7 @@ def build_chain(
     Returns:
       An ``optax.GradientTransformation``; clip stages are wrapped in :func:`observe_changes`,
       ``apply_if_finite`` in :func:`observe_skips`; per-layer factors other than 1 add
-      :func:`scale_by_layer` as the last stage.
+      :func:`gradlab.layer_rates.scale_by_layer` as the last stage.
 
     Raises:
       ValueError: an ``lr_mult_l`` axis for a missing layer, or per-layer factors for a

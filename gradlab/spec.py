@@ -32,8 +32,9 @@ from gradlab.activations import ACTIVATIONS
 from gradlab.data import DATASETS
 from gradlab.errors import ConfigError, fail
 from gradlab.inits import INITS
+from gradlab.layer_rates import check_layer_rates, layer_lr_axis
 from gradlab.losses import LOSSES
-from gradlab.optim import HPARAM_RANGES, LR_MULT_RANGE, SCHEDULES, Range, layer_lr_axis
+from gradlab.optim import HPARAM_RANGES, LR_MULT_RANGE, SCHEDULES, Range
 from gradlab.parametrizations import PARAMETRIZATIONS
 from gradlab.schema import METRIC_SETS
 
@@ -43,7 +44,6 @@ __all__ = [
     "DataSpec",
     "ModelSpec",
     "SweepSpec",
-    "check_layer_rate_axes",
     "expand_axis",
 ]
 
@@ -272,9 +272,20 @@ class SweepSpec:
             except ValueError as err:
                 raise fail(f"optimizers[{i}]", str(err)) from None
         self._check_grid(reads, open_ended)
-        self._check_layer_rates(optimizers)
         self._check_training()
-        self._check_curvature_with_layer_rates()
+        model = self.model if isinstance(self.model, ModelSpec) else None
+        check_layer_rates(
+            self.grid,
+            optimizers,
+            self.metrics,
+            num_layers=None if model is None else len(model.hidden) + 1,
+            mup=model is not None and model.parametrization == "mup",
+            off_base=[
+                f"model.hidden[{i}]"
+                for i, w in enumerate(model.hidden if model else ())
+                if w != model.base_width
+            ],
+        )
 
     # -- validation helpers -------------------------------------------------------------------
     def _check_model_and_data(self) -> None:
@@ -307,48 +318,6 @@ class SweepSpec:
             grid[name] = expand_axis(field, values)
             _check_axis_values(field, name, grid[name])
         object.__setattr__(self, "grid", grid)
-
-    def _check_layer_rates(self, optimizers: tuple[Chain, ...]) -> None:
-        """Per-layer learning rates (``lr_mult_l`` axes, μP's multipliers) need chain strings,
-        and ``lr_mult_l`` a layer l (known here for a ModelSpec; the plan checks a user's
-        module)."""
-        axes = [name for name in self.grid if layer_lr_axis(name) is not None]
-        callables = [i for i, c in enumerate(optimizers) if callable(c)]
-        if axes and callables:
-            raise fail(
-                f"grid.{axes[0]}",
-                f"optimizers[{callables[0]}] is a callable chain, which cannot take per-layer "
-                "learning rates: use chain strings, or scale the layers inside the callable",
-            )
-        model = self.model
-        if isinstance(model, ModelSpec) and model.parametrization == "mup" and callables:
-            raise fail(
-                f"optimizers[{callables[0]}]",
-                "parametrization 'mup' scales each layer's learning rate by the chain's kind "
-                "(SGD- or Adam-like), which a callable chain does not have: use chain strings",
-            )
-        if isinstance(model, ModelSpec):
-            check_layer_rate_axes(self.grid, len(model.hidden) + 1)
-
-    def _check_curvature_with_layer_rates(self) -> None:
-        """``sharpness_bound`` is the edge of stability of one learning rate shared by every
-        parameter, and ``precond_sharpness`` uses Adam's preconditioner without the per-layer
-        factors: with per-layer learning rates both would be wrong numbers, so they are refused
-        (``sharpness`` itself, λ_max of the Hessian, would be right, but it comes with them)."""
-        model = self.model
-        layered = [name for name in self.grid if layer_lr_axis(name) is not None]
-        if isinstance(model, ModelSpec) and model.parametrization == "mup":
-            layered += [
-                f"model.hidden[{i}]" for i, w in enumerate(model.hidden) if w != model.base_width
-            ]
-        for m in ("sharpness", "precond_sharpness"):
-            if m in self.metrics and layered:
-                raise fail(
-                    "metrics",
-                    f"{m!r} is measured against the edge of stability of one learning rate "
-                    "for every parameter, and this sweep gives layers their own learning rates "
-                    f"({layered[0]}: an lr_mult axis, or μP away from its base width)",
-                )
 
     def _check_training(self) -> None:
         if (self.steps is None) == (self.epochs is None):
@@ -486,18 +455,6 @@ def expand_axis(field: str, values: Any) -> tuple[Any, ...]:
     if len(set(values)) != len(values):
         raise fail(field, f"has repeated values: {list(values)}")
     return values
-
-
-def check_layer_rate_axes(grid: Mapping[str, Any], num_layers: int) -> None:
-    """Raise :class:`ConfigError` for an ``lr_mult_l`` axis of a layer l the model lacks."""
-    for name in grid:
-        index = layer_lr_axis(name)
-        if index is not None and index >= num_layers:
-            raise fail(
-                f"grid.{name}",
-                f"the model has {num_layers} layers (lr_mult_0 to lr_mult_{num_layers - 1}, "
-                "0 the input side)",
-            )
 
 
 def _check_axis_values(field: str, name: str, values: tuple[Any, ...]) -> None:

@@ -31,7 +31,8 @@ from gradlab import models, optim, schema, store
 from gradlab.engine import program
 from gradlab.engine.platform import DEFAULT_MEMORY_BUDGET, max_chunk
 from gradlab.errors import ConfigError
-from gradlab.spec import MODEL_AXES, DataSpec, SweepSpec, check_layer_rate_axes
+from gradlab.layer_rates import check_layer_rate_axes
+from gradlab.spec import MODEL_AXES, DataSpec, SweepSpec
 
 __all__ = [
     "EVAL_BATCH",
