@@ -331,3 +331,21 @@ def test_toml_round_trip_and_sp_specs_keep_their_text():
     # The default parametrization is not written: an SP sweep's text (and fingerprint) is what
     # it was before parametrizations existed.
     assert "parametrization" not in gl.SweepSpec(steps=2).toml
+
+
+@pytest.mark.parametrize(
+    "chain, kind",
+    [
+        ("sgd", "sgd"),
+        ("nesterov", "sgd"),
+        ("clip_by_global_norm|momentum", "sgd"),
+        ("apply_if_finite|clip|adam", "adam"),
+        ("adamw", "adam"),
+        ("rmsprop", "adam"),
+        ("adagrad", "adam"),
+        (lambda hp: optax.sgd(0.1), None),
+    ],
+)
+def test_update_kind_is_the_optimizer_stages(chain, kind):
+    # mup's README: RMSProp and Adagrad normalise the gradient entrywise, as Adam does.
+    assert gl.optim.update_kind(chain) == kind
