@@ -20,8 +20,8 @@ from importlib import metadata as _metadata
 # matplotlib) cost nothing until used. The engine turns the persistent compilation cache on
 # when it is first imported (``gradlab.engine.cache``).
 _MODULES = (
-    "analysis", "curvature", "data", "engine", "export", "metrics", "models", "optim", "plots",
-    "report", "schema", "store", "theory",
+    "analysis", "curvature", "data", "engine", "export", "layer_rates", "metrics", "models",
+    "optim", "parametrizations", "plots", "report", "schema", "store", "theory",
 )  # fmt: skip
 _NAMES = {
     "ConfigError": "gradlab.errors",
@@ -68,11 +68,13 @@ __all__ = [
     "engine",
     "export",
     "from_toml",
+    "layer_rates",
     "load",
     "make_plan",
     "metrics",
     "models",
     "optim",
+    "parametrizations",
     "plots",
     "read_toml",
     "report",

@@ -19,6 +19,13 @@ fan_out); ``init_scale`` multiplies every kernel, so the std becomes ``init_scal
 ``bias_std`` adds N(0, bias_std²) noise to every bias (0 keeps the module's own bias init:
 zeros for :class:`MLP`, except under ``torch_linear``). Both are traced scalars, so one compiled
 program serves every value.
+
+Parametrization (``ModelSpec.parametrization``: ``"sp"``, ``"ntk"``, ``"mup"``): the table of
+:mod:`gradlab.parametrizations` says, per layer, the factor on the scheme's draw, the forward
+multiplier m in h = m·(x W) + b (applied to the layer's input, as ``mup.MuReadout`` does) and the
+learning-rate multipliers the optimizer chain applies (:func:`layer_lr_multipliers`). A factor
+or multiplier of exactly 1 is skipped, so SP, and μP at ``width == base_width``, run SP's
+program.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import jax.numpy as jnp
 
 from gradlab.activations import get_activation
 from gradlab.inits import INITS
+from gradlab.parametrizations import mlp_rules
 
 if TYPE_CHECKING:
     from gradlab.spec import ModelSpec
@@ -40,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MLP",
     "init_params",
+    "layer_lr_multipliers",
     "layer_names",
     "make_model",
     "natural_key",
@@ -85,6 +94,8 @@ class MLP(nn.Module):
       init_scheme: kernel init scheme name (:data:`gradlab.inits.INITS`); ``ModelSpec.init``.
       use_bias: whether the dense layers have biases (initialised to zero, or as the init
         scheme says: ``torch_linear`` draws them U(±1/√fan_in)).
+      parametrization: ``"sp"``, ``"ntk"`` or ``"mup"`` (:mod:`gradlab.parametrizations`).
+      base_width: the hidden width of the μP base model (μP only).
     """
 
     hidden: Sequence[int]
@@ -92,24 +103,44 @@ class MLP(nn.Module):
     activation: str = "relu"
     init_scheme: str = "lecun_normal"
     use_bias: bool = True
+    parametrization: str = "sp"
+    base_width: int | None = None
+
+    def rules(self, d_in: int):
+        """The :class:`~gradlab.parametrizations.LayerRule` of each layer for inputs of width
+        ``d_in``, input side first."""
+        widths = (d_in, *self.hidden, self.num_outputs)
+        return mlp_rules(self.parametrization, self.init_scheme, widths, self.base_width)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         act = get_activation(self.activation)
+        scheme = INITS[self.init_scheme]
         widths = (*self.hidden, self.num_outputs)
-        for i, width in enumerate(widths):
+        for i, (width, rule) in enumerate(zip(widths, self.rules(x.shape[-1]), strict=True)):
             h = nn.Dense(
                 width,
                 use_bias=self.use_bias,
-                kernel_init=INITS[self.init_scheme].initializer,
-                bias_init=INITS[self.init_scheme].bias(x.shape[-1]),
+                kernel_init=scaled_initializer(scheme.initializer, rule.init_factor),
+                bias_init=scheme.bias(rule.bias_fan_in),
                 dot_general=kernel_first_dot,
                 name=f"layer_{i}",
-            )(x)
+            )(x if rule.multiplier == 1.0 else x * rule.multiplier)
             h = self.perturb(f"preact_{i}", h)
             self.sow("intermediates", f"preact_{i}", h)
             x = act(h) if i < len(self.hidden) else h
         return x
+
+
+def scaled_initializer(initializer: Any, factor: float) -> Any:
+    """A Flax initialiser whose draw is ``factor`` times ``initializer``'s (itself at 1.0)."""
+    if factor == 1.0:
+        return initializer
+
+    def init(key, shape, dtype=jnp.float32):
+        return initializer(key, shape, dtype) * jnp.asarray(factor, dtype)
+
+    return init
 
 
 def make_model(model: ModelSpec | nn.Module, num_outputs: int, **overrides: Any) -> nn.Module:
@@ -126,7 +157,44 @@ def make_model(model: ModelSpec | nn.Module, num_outputs: int, **overrides: Any)
         activation=overrides.get("activation", model.activation),
         init_scheme=overrides.get("init", model.init),
         use_bias=model.use_bias,
+        parametrization=model.parametrization,
+        base_width=model.base_width,
     )
+
+
+def layer_lr_multipliers(
+    module: nn.Module, d_in: int, update_kind: str | None
+) -> dict[str, dict[str, float]] | None:
+    """The parametrization's learning-rate multiplier of every parameter of ``module``.
+
+    Args:
+      module: a Flax module; only :class:`MLP` has a parametrization.
+      d_in: the width of the inputs.
+      update_kind: ``"sgd"`` or ``"adam"`` (:func:`gradlab.optim.update_kind`); ``None`` for
+        a chain of unknown kind (a callable), which takes no multipliers.
+
+    Returns:
+      Layer name -> {``"kernel"``: η_k, ``"bias"``: η_b} (the table of
+      :mod:`gradlab.parametrizations`), or ``None`` where every multiplier is 1 (SP, μP at its
+      base width, a user's module).
+
+    Raises:
+      ValueError: the parametrization has multipliers other than 1 and ``update_kind`` is None.
+    """
+    if not isinstance(module, MLP):
+        return None
+    rules = module.rules(d_in)
+    if all(r.lr_sgd == r.lr_adam == (1.0, 1.0) for r in rules):
+        return None
+    if update_kind is None:
+        raise ValueError(
+            f"parametrization {module.parametrization!r} scales each layer's learning rate, "
+            "which needs a chain string (a callable chain's kind is unknown)"
+        )
+    return {
+        f"layer_{i}": dict(zip(("kernel", "bias"), r.lr(update_kind), strict=True))
+        for i, r in enumerate(rules)
+    }
 
 
 def natural_key(name: str) -> tuple[Any, ...]:

@@ -31,6 +31,11 @@ stage                    optax                                        hyperparam
 ``apply_if_finite``      ``optax.apply_if_finite``                    max_consecutive_errors (5)
 =======================  ===========================================  =========================
 
+**Per-layer learning rates.** Every chain string also reads the grid axes ``lr_mult_0``,
+``lr_mult_1``, ...: :mod:`gradlab.layer_rates` multiplies layer l's update by ``lr_mult_l`` and
+by the parametrization's multipliers for the chain's :func:`update_kind`, as the chain's last
+stage (after any clip stage, so a clip still sees the raw gradient).
+
 References:
   Pascanu, Mikolov, Bengio, "On the difficulty of training recurrent neural networks", 2013.
   Brock, De, Smith, Simonyan, "High-performance large-scale image recognition without
@@ -41,15 +46,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from gradlab.layer_rates import layer_lr_axis, layer_scales, scale_by_layer
+
 __all__ = [
     "HPARAM_RANGES",
+    "LR_MULT_RANGE",
     "SCHEDULES",
     "STAGES",
     "ClipObservation",
@@ -65,10 +73,12 @@ __all__ = [
     "make_schedule",
     "observe_changes",
     "observe_skips",
+    "reads_axis",
     "skipped",
     "stability_rule",
     "states_of",
     "tolerates_nonfinite",
+    "update_kind",
 ]
 
 ChainFactory = Callable[[Mapping[str, Any]], optax.GradientTransformation]
@@ -87,6 +97,9 @@ class Stage:
     # The edge-of-stability rule of an optimizer stage (gradlab.curvature.stability_threshold):
     # "sgd", "momentum", "adam", or None where no closed form is known.
     stability_rule: str | None = None
+    # An optimizer stage's update: "sgd" (linear in the gradient) or "adam" (normalised
+    # entrywise); it picks the parametrization's learning-rate multipliers (update_kind).
+    update_kind: str | None = None
 
 
 STAGES: dict[str, Stage] = {
@@ -95,33 +108,43 @@ STAGES: dict[str, Stage] = {
         lambda learning_rate: optax.sgd(learning_rate),
         "optimizer",
         stability_rule="sgd",
+        update_kind="sgd",
     ),
     "momentum": Stage(
         {"learning_rate": 1e-2, "momentum": 0.9},
         lambda learning_rate, momentum: optax.sgd(learning_rate, momentum=momentum),
         "optimizer",
         stability_rule="momentum",
+        update_kind="sgd",
     ),
     "nesterov": Stage(
         {"learning_rate": 1e-2, "momentum": 0.9},
         lambda learning_rate, momentum: optax.sgd(learning_rate, momentum=momentum, nesterov=True),
         "optimizer",
+        update_kind="sgd",
     ),
     "adam": Stage(
         {"learning_rate": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-8},
         optax.adam,
         "optimizer",
         stability_rule="adam",
+        update_kind="adam",
     ),
     "adamw": Stage(
         {"learning_rate": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 1e-4},
         optax.adamw,
         "optimizer",
+        update_kind="adam",
     ),
     "rmsprop": Stage(
-        {"learning_rate": 1e-3, "decay": 0.9, "eps": 1e-8}, optax.rmsprop, "optimizer"
+        {"learning_rate": 1e-3, "decay": 0.9, "eps": 1e-8},
+        optax.rmsprop,
+        "optimizer",
+        update_kind="adam",
     ),
-    "adagrad": Stage({"learning_rate": 1e-2, "eps": 1e-7}, optax.adagrad, "optimizer"),
+    "adagrad": Stage(
+        {"learning_rate": 1e-2, "eps": 1e-7}, optax.adagrad, "optimizer", update_kind="adam"
+    ),
     "clip": Stage({"clip_value": 1.0}, lambda clip_value: optax.clip(clip_value), "clip"),
     "clip_by_global_norm": Stage(
         {"clip_norm": 1.0}, lambda clip_norm: optax.clip_by_global_norm(clip_norm), "clip"
@@ -181,6 +204,17 @@ HPARAM_RANGES: dict[str, Range] = {
     "weight_decay": Range(0.0),
     "max_consecutive_errors": Range(0.0),
 }
+# The per-layer learning-rate multipliers lr_mult_l (gradlab.layer_rates); 0 freezes layer l.
+LR_MULT_RANGE = Range(0.0)
+
+
+def reads_axis(chain: str | ChainFactory, axis: str) -> bool:
+    """Whether ``chain`` reads the hyperparameter axis ``axis``: a stage of a chain string
+    takes it, or it is a per-layer learning rate (every chain string reads those); a callable
+    receives every axis."""
+    if not isinstance(chain, str):
+        return True
+    return layer_lr_axis(axis) is not None or axis in chain_hparams(chain)
 
 
 def chain_name(chain: str | ChainFactory) -> str:
@@ -370,21 +404,35 @@ def build_chain(
     schedule: str = "constant",
     total_steps: int = 1,
     warmup_steps: int = 0,
+    layers: Sequence[str] = (),
+    layer_lr: Mapping[str, Mapping[str, float]] | None = None,
 ) -> optax.GradientTransformation:
     """Build the optax transformation of ``chain`` from (traced) hyperparameters.
 
     Args:
       chain: a chain string or a callable ``hparams -> optax.GradientTransformation``.
       hparams: hyperparameter name -> scalar (a traced array inside the sweep); missing names
-        take the stage defaults.
+        take the stage defaults. ``lr_mult_l`` multiplies layer l's update (see the module
+        docstring).
       schedule: learning-rate schedule applied to every optimizer stage (:func:`make_schedule`).
       total_steps, warmup_steps: the schedule's horizon and warmup.
+      layers: the layer names, input side first (what ``lr_mult_l`` counts).
+      layer_lr: the parametrization's learning-rate multipliers, layer -> parameter -> factor
+        (:func:`gradlab.models.layer_lr_multipliers`; ``None``: all 1).
 
     Returns:
       An ``optax.GradientTransformation``; clip stages are wrapped in :func:`observe_changes`,
-      ``apply_if_finite`` in :func:`observe_skips`.
+      ``apply_if_finite`` in :func:`observe_skips`; per-layer factors other than 1 add
+      :func:`gradlab.layer_rates.scale_by_layer` as the last stage.
+
+    Raises:
+      ValueError: an ``lr_mult_l`` axis for a missing layer, or per-layer factors for a
+        callable chain.
     """
+    scales = layer_scales(hparams, layers, layer_lr)
     if not isinstance(chain, str):
+        if scales:
+            raise ValueError("a callable chain takes no per-layer learning rates")
         return chain(hparams)
 
     def value(stage: str, name: str) -> Any:
@@ -407,7 +455,8 @@ def build_chain(
             parts.append(observe_changes(tx) if stage.kind == "clip" else tx)
         return optax.chain(*parts) if len(parts) > 1 else parts[0]
 
-    return build(_stages(chain))
+    tx = build(_stages(chain))
+    return optax.chain(tx, scale_by_layer(scales)) if scales else tx
 
 
 def states_of(state: Any, kind: type) -> list[Any]:
@@ -454,6 +503,22 @@ def stability_rule(chain: str | ChainFactory) -> str | None:
 def hparam(chain: str, name: str, hparams: Mapping[str, Any]) -> Any:
     """The value a chain uses for ``name``: the grid's, else the first stage default."""
     return hparams[name] if name in hparams else chain_hparams(chain)[name]
+
+
+def update_kind(chain: str | ChainFactory) -> str | None:
+    """Whether a chain's update is SGD-like (``"sgd"``: linear in the gradient) or Adam-like
+    (``"adam"``: normalised entrywise, so invariant to the gradient's scale), which picks μP's
+    learning-rate multipliers (:mod:`gradlab.parametrizations`).
+
+    A chain is Adam-like if any optimizer stage is (one entrywise normalisation removes the
+    gradient's scale from the update); clip and wrapper stages do not change the kind (a clip
+    that is active rescales the gradient, which μP's table does not model). ``None`` for a
+    callable.
+    """
+    if not isinstance(chain, str):
+        return None
+    kinds = {STAGES[s].update_kind for s in _stages(chain) if STAGES[s].kind == "optimizer"}
+    return "adam" if "adam" in kinds else "sgd"
 
 
 def ignores_layout(chain: str | ChainFactory) -> bool:

@@ -13,6 +13,10 @@ Grid axes come in two kinds:
   compilation. ``width`` sets every hidden layer's width and ``depth`` the number of hidden
   layers (:meth:`ModelSpec.hidden_for`); per-layer results of shallower models are NaN past
   their last layer, and the ``layer_width``/``layer_size`` coordinates get these dims.
+
+The per-layer learning rates ``lr_mult_0``, ``lr_mult_1``, ... (layer 0 the input side) are
+traced optimizer axes that every chain string reads (:mod:`gradlab.optim`); a callable chain
+cannot take them.
 """
 
 from __future__ import annotations
@@ -31,8 +35,10 @@ from gradlab.activations import ACTIVATIONS
 from gradlab.data import DATASETS
 from gradlab.errors import ConfigError, fail
 from gradlab.inits import INITS
+from gradlab.layer_rates import check_layer_rates, layer_lr_axis
 from gradlab.losses import LOSSES
-from gradlab.optim import HPARAM_RANGES, SCHEDULES, Range
+from gradlab.optim import HPARAM_RANGES, LR_MULT_RANGE, SCHEDULES, Range
+from gradlab.parametrizations import PARAMETRIZATIONS
 from gradlab.schema import METRIC_SETS
 
 __all__ = [
@@ -89,6 +95,15 @@ class ModelSpec:
         so ``init="normal"`` with ``init_scale=σ_w`` is the mean-field W ~ N(0, σ_w²/fan_in).
       use_bias: whether dense layers have biases (drawn from N(0, bias_std²); 0 = zero biases).
       num_outputs: output width; ``None`` takes the number of classes (or regression targets).
+      parametrization: how init, forward multipliers and per-layer learning rates scale with
+        width (the table in :mod:`gradlab.parametrizations`): ``"sp"`` (standard: the init
+        scheme as it is), ``"ntk"`` (Jacot et al. 2018: each layer's x W scaled by 1/√fan_in,
+        the kernel's std by √fan_in), ``"mup"`` (Tensor Programs V; needs ``base_width``).
+        The init scheme gives the SP std (under μP at the base model's shape); ``init_scale``
+        multiplies the std in every parametrization.
+      base_width: μP's base model has every hidden layer this wide; layer l's width ratio is
+        its fan-in (or fan-out) over ``base_width``, and at ``hidden`` all equal to it μP is
+        SP exactly. Read only by μP.
     """
 
     hidden: tuple[int, ...] = (10, 10)
@@ -96,6 +111,8 @@ class ModelSpec:
     init: str = "lecun_normal"
     use_bias: bool = True
     num_outputs: int | None = None
+    parametrization: str = "sp"
+    base_width: int | None = None
 
     def __post_init__(self) -> None:
         hidden = self.hidden
@@ -115,6 +132,19 @@ class ModelSpec:
         if not isinstance(self.use_bias, bool):
             raise fail("model.use_bias", f"must be true or false, got {self.use_bias!r}")
         _check_positive_int("model.num_outputs", self.num_outputs, allow_none=True)
+        if self.parametrization not in PARAMETRIZATIONS:
+            raise fail(
+                "model.parametrization",
+                f"unknown parametrization {self.parametrization!r}; "
+                f"valid: {', '.join(PARAMETRIZATIONS)}",
+            )
+        _check_positive_int("model.base_width", self.base_width, allow_none=True)
+        if self.parametrization == "mup" and self.base_width is None:
+            raise fail(
+                "model.base_width",
+                "parametrization 'mup' needs the hidden width of its base model (base_width), "
+                "at which it trains exactly as 'sp'",
+            )
 
     def hidden_for(self, width: int | None = None, depth: int | None = None) -> tuple[int, ...]:
         """The hidden widths at a point of the ``width`` and ``depth`` grid axes.
@@ -261,6 +291,20 @@ class SweepSpec:
                 raise fail(f"optimizers[{i}]", str(err)) from None
         self._check_grid(reads, open_ended)
         self._check_training()
+        model = self.model if isinstance(self.model, ModelSpec) else None
+        widths = self.grid.get("width", model.hidden if model else ())
+        off_base = [f"grid.width = {w}" for w in widths if model and w != model.base_width]
+        if "width" not in self.grid and model:
+            off_base = [f"model.hidden[{i}]" for i, w in enumerate(widths) if w != model.base_width]
+        check_layer_rates(
+            self.grid,
+            optimizers,
+            self.metrics,
+            # a depth axis changes the layer count: the plan checks each model then
+            num_layers=None if model is None or "depth" in self.grid else len(model.hidden) + 1,
+            mup=model is not None and model.parametrization == "mup",
+            off_base=off_base,
+        )
 
     # -- validation helpers -------------------------------------------------------------------
     def _check_model_and_data(self) -> None:
@@ -282,11 +326,13 @@ class SweepSpec:
             field = f"grid.{name}"
             if not isinstance(name, str) or name in ("optimizer", "step", "layer", "run"):
                 raise fail(field, "is a reserved dimension name")
-            if name not in STATIC_AXES and name not in reads and not open_ended:
+            known = name in STATIC_AXES or name in reads or layer_lr_axis(name) is not None
+            if not known and not open_ended:
                 raise fail(
                     field,
                     "no optimizer stage or model part reads this axis; read here: "
-                    + ", ".join(sorted(reads | set(STATIC_AXES))),
+                    + ", ".join(sorted(reads | set(STATIC_AXES)))
+                    + ", lr_mult_0, lr_mult_1, ... (per-layer learning rates)",
                 )
             grid[name] = expand_axis(field, values)
             _check_axis_values(field, name, grid[name])
@@ -474,6 +520,8 @@ def _check_real_values(field: str, name: str, values: tuple[Any, ...]) -> None:
     the compiled program receives them (so 1e39 would become inf and 1e-320 zero, and two
     values closer than float32 resolves would label one run twice)."""
     valid = HPARAM_RANGES.get(name) or MODEL_AXIS_RANGES.get(name) or Range(-math.inf)
+    if layer_lr_axis(name) is not None:
+        valid = LR_MULT_RANGE
     for v in values:
         if not _is_real(v) or not math.isfinite(v):
             raise fail(field, f"values must be finite numbers, got {v!r}")

@@ -108,6 +108,10 @@ def to_toml(spec: SweepSpec) -> str:
         if f.name == "model":
             if isinstance(value, ModelSpec):
                 model = dataclasses.asdict(value)
+                if model["parametrization"] == "sp":
+                    # The default, left out so a sweep written before parametrizations existed
+                    # keeps its text and fingerprint (its run directories stay resumable).
+                    del model["parametrization"]
                 table["model"] = {k: v for k, v in model.items() if v is not None}
             else:
                 notes.append(f"model = {value!r}")

@@ -31,6 +31,7 @@ from gradlab import models, optim, schema, store
 from gradlab.engine import program
 from gradlab.engine.platform import DEFAULT_MEMORY_BUDGET, max_chunk
 from gradlab.errors import ConfigError
+from gradlab.layer_rates import check_layer_rate_axes
 from gradlab.spec import MODEL_AXES, STRUCTURE_AXES, DataSpec, SweepSpec
 
 __all__ = [
@@ -204,6 +205,8 @@ def make_plan(
     # Every group records the deepest model's layers; a shallower one's are NaN-padded.
     num_layers = max(c.num_layers for c in configs)
     configs = tuple(dataclasses.replace(c, num_layers=num_layers) for c in configs)
+    # lr_mult_l must name a layer of every group's model (a depth axis changes the count).
+    check_layer_rate_axes(spec.grid, min(len(c.layers) for c in configs))
     _check_result_size(spec, len(groups) * num_runs, len(logged), num_layers)
     # The most runs any group trains: its chain reads the most traced axes.
     most_runs = max(
@@ -280,13 +283,11 @@ def chain_reads(spec: SweepSpec) -> dict[str, list[bool]]:
     Returns:
       For every traced grid axis that is not a model axis (``seed``, ``init_scale``,
       ``bias_std``): one flag per chain of ``spec.optimizers``, true if the chain reads it
-      (a stage of the chain takes it; a user's callable chain reads every axis).
+      (a stage of the chain takes it, or it is a per-layer learning rate ``lr_mult_l``, which
+      every chain string reads; a user's callable chain reads every axis).
     """
     return {
-        axis: [
-            not isinstance(chain, str) or axis in optim.chain_hparams(chain)
-            for chain in spec.optimizers
-        ]
+        axis: [optim.reads_axis(chain, axis) for chain in spec.optimizers]
         for axis in spec.traced_axes
         if axis not in MODEL_AXES
     }

@@ -38,6 +38,7 @@ __all__ = [
     "chunk_program",
     "layer_sizes",
     "layer_widths",
+    "make_chain",
     "make_config",
     "per_seed_batch_order",
 ]
@@ -71,6 +72,8 @@ class Config:
     sharpness_iters: int
     data_seed: int
     transpose_kernels: bool  # see platform.kernel_storage
+    # The parametrization's learning-rate multipliers, layer -> parameter -> factor (None: 1).
+    layer_lr: Any = None
 
     @property
     def n_signals(self) -> int:
@@ -124,6 +127,9 @@ def make_config(spec: Any, group: Any, dataset: Any, steps: int) -> Config:
         sharpness_iters=spec.sharpness_iters,
         data_seed=spec.data_seed,
         transpose_kernels=optim.ignores_layout(group.chain) and isinstance(module, models.MLP),
+        layer_lr=models.layer_lr_multipliers(
+            module, dataset.x_train.shape[1], optim.update_kind(group.chain)
+        ),
     )
 
 
@@ -364,12 +370,24 @@ def with_param_sq(cfg: Config, carry: Carry) -> Carry:
     return carry._replace(param_sq=M.layer_sums_of_squares(carry.params, cfg.layers))
 
 
+def make_chain(cfg: Config, hp: dict[str, jax.Array]) -> Any:
+    """The optax transformation of one run: its chain from its traced hyperparameters, with
+    the per-layer learning rates (``lr_mult_l``, the parametrization's multipliers)."""
+    return optim.build_chain(
+        cfg.chain,
+        hp,
+        schedule=cfg.schedule,
+        total_steps=cfg.steps,
+        warmup_steps=cfg.warmup_steps,
+        layers=cfg.layers,
+        layer_lr=cfg.layer_lr,
+    )
+
+
 def train_run(cfg: Config, hp, params, order, x_train, y_train, eval_train, eval_test):
     """Train one run from ``params`` and evaluate it: the recorded per-step arrays and the
     per-run results (see :mod:`gradlab.schema`)."""
-    tx = optim.build_chain(
-        cfg.chain, hp, schedule=cfg.schedule, total_steps=cfg.steps, warmup_steps=cfg.warmup_steps
-    )
+    tx = make_chain(cfg, hp)
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), cfg.perturbations)
     run = RunInputs(hp, tx, zeros, x_train, y_train)
     params = cfg.storage(params)
