@@ -54,8 +54,8 @@ __all__ = [
 ]
 
 # At least this many reports per chunk, and fewer than twice as many (fewer only when a chunk
-# has fewer blocks of log_every steps). Each report costs a host callback, about 40 µs on an
-# idle CPU and up to 1 ms on a loaded one (benchmarks/README.md, "Progress within a chunk").
+# has fewer blocks of log_every steps): each report costs a host callback, so a handful is
+# enough for a bar (benchmarks/README.md, "Progress within a chunk").
 REPORTS_PER_CHUNK = 20
 
 _lock = threading.Lock()
