@@ -73,7 +73,7 @@ def report(block: jax.Array, every: int, log_every: int, steps: int) -> None:
     ``every``-th block, tell the host that ``(block + 1) * log_every`` of ``steps`` are done.
 
     ``block`` must not depend on the vmapped run (the scan's counter), so that the callback is
-    bound once per chunk, not once per run. The test runs in a ``lax.cond`` on that counter,
+    bound once per chunk, not once per run. The check runs in a ``lax.cond`` on that counter,
     so the host is called only on a reporting block.
     """
 
