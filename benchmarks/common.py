@@ -122,10 +122,18 @@ class GradlabSweep:
       compile_s: that call's ``compile_time_s``.
       recompiled: whether a later call (``once``) compiled again (it should reuse the program).
       dataset: the result of the last call.
+
+    ``progress`` is ``gl.run``'s (``False`` by default here: no bar, no callback).
     """
 
-    def __init__(self, spec: gl.SweepSpec, chunk_size: int | None, fresh: bool = True):
-        self.spec, self.chunk_size = spec, chunk_size
+    def __init__(
+        self,
+        spec: gl.SweepSpec,
+        chunk_size: int | None,
+        fresh: bool = True,
+        progress: bool | str = False,
+    ):
+        self.spec, self.chunk_size, self.progress = spec, chunk_size, progress
         if fresh:
             clear_program_cache()
         self.first_s, self.dataset = timed(self._run)
@@ -133,7 +141,7 @@ class GradlabSweep:
         self.recompiled = False
 
     def _run(self):
-        return gl.run(self.spec, chunk_size=self.chunk_size, progress=False)
+        return gl.run(self.spec, chunk_size=self.chunk_size, progress=self.progress)
 
     def once(self) -> float:
         """Wall seconds of one steady-state call."""

@@ -13,11 +13,15 @@ Variants: ``none`` (loss only), ``default`` (every per-step and per-layer metric
 ``sharpness_iters=20``, and the same with 10 iterations), ``default+hessian_trace``
 (Hutchinson, 10 probes, every 10 steps), ``default+per_example`` (per-example gradients every
 10 steps), and ``default`` and ``none`` with ``log_every=10`` (metrics recorded on every 10th
-step; divergence still checked every step).
+step; divergence still checked every step). With ``--progress on steps`` each variant is also
+timed with ``gl.run(progress=True)`` (the bar, moving per chunk; the same program) and
+``progress="steps"`` (the program reports the steps done 20-40 times per chunk; see
+``gradlab.engine.progress``), in the same rounds as without (``progress=False``).
 
     python benchmarks/metric_overhead.py                 # R = 128, about 3 minutes
     python benchmarks/metric_overhead.py --runs 256 --json overhead.json   # about 7 minutes
     python benchmarks/metric_overhead.py --runs 64 --sharpness-accuracy    # about 1 minute
+    python benchmarks/metric_overhead.py --runs 256 --only none default --progress on steps
 """
 
 from __future__ import annotations
@@ -80,6 +84,15 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--json", default=None)
     parser.add_argument(
+        "--progress",
+        nargs="+",
+        choices=("on", "steps"),
+        default=[],
+        help="also time each variant with gl.run(progress=True) (on: the bar, per chunk) and/or "
+        "progress='steps' (the bar and the program's reports within a chunk), in the same "
+        "rounds as the variant without (progress=False)",
+    )
+    parser.add_argument(
         "--sharpness-accuracy",
         action="store_true",
         help="instead: how closely 10 and 20 Lanczos steps agree with 40 (warm-started)",
@@ -101,6 +114,12 @@ def main() -> None:
         spec = common.article_spec(args.runs, epochs=args.epochs, **VARIANTS[name])
         sweeps[name] = common.GradlabSweep(spec, args.chunk_size, fresh=False)
         print(f"{name}: compiled in {sweeps[name].compile_s:.1f} s", flush=True)
+        for mode in args.progress:
+            label = f"{name}, progress={mode}"
+            sweeps[label] = common.GradlabSweep(
+                spec, args.chunk_size, fresh=False, progress={"on": True, "steps": "steps"}[mode]
+            )
+            print(f"{label}: compiled in {sweeps[label].compile_s:.1f} s", flush=True)
     samples = common.rounds({name: g.once for name, g in sweeps.items()}, args.repeats)
     measured = {}
     for name, g in sweeps.items():

@@ -80,6 +80,13 @@ def _parser() -> argparse.ArgumentParser:
     distributed.add_argument("--num-processes", type=int, help="number of processes")
     distributed.add_argument("--process-id", type=int, help="this process's index")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--progress-steps",
+        action="store_true",
+        help="move the progress bar within each chunk, not only when a chunk finishes (the "
+        "compiled program then reports to the host, and JAX's persistent compilation cache "
+        "does not keep such programs)",
+    )
     run.add_argument("--no-report", action="store_true", help="do not write the HTML report")
 
     report = commands.add_parser(
@@ -187,7 +194,7 @@ def _run(args: argparse.Namespace) -> int:
         spec,
         out=out,
         chunk_size=args.chunk_size,
-        progress=not args.no_progress,
+        progress=False if args.no_progress else "steps" if args.progress_steps else True,
         overwrite=args.overwrite,
         **kwargs,
     )

@@ -13,7 +13,9 @@ whose loss or gradient is non-finite, or whose loss exceeds ``divergence_factor`
 reference loss (:func:`divergence_reference`; chains with ``apply_if_finite`` skip non-finite
 gradients instead, and for them non-finite *parameters* count). From that step on the run is
 frozen (its update is not applied) and its later metrics are NaN; the step of divergence keeps
-the values measured there.
+the values measured there. With ``Config.progress_every`` the scan also reports the steps done
+to the host every that many blocks (:func:`gradlab.engine.progress.report`); with 0 (the
+default) the program holds no callback.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import jax.numpy as jnp
 
 from gradlab import losses, models, optim, schema
 from gradlab import metrics as M
-from gradlab.engine import cache, measure, platform
+from gradlab.engine import cache, measure, platform, progress
 
 __all__ = [
     "Carry",
@@ -74,6 +76,7 @@ class Config:
     transpose_kernels: bool  # see platform.kernel_storage
     # The parametrization's learning-rate multipliers, layer -> parameter -> factor (None: 1).
     layer_lr: Any = None
+    progress_every: int = 0  # blocks between progress reports; 0: no callback in the program
 
     @property
     def n_signals(self) -> int:
@@ -400,6 +403,8 @@ def train_run(cfg: Config, hp, params, order, x_train, y_train, eval_train, eval
         carry, recorded = train_step(cfg, run, carry, (t[0], None if idx is None else idx[0]), True)
         if cfg.log_every > 1:
             carry, _ = jax.lax.scan(plain, carry, (t[1:], None if idx is None else idx[1:]))
+        if cfg.progress_every:  # t is the scan's counter, the same for every run
+            progress.report(t[0] // cfg.log_every, cfg.progress_every, cfg.log_every, cfg.steps)
         return with_param_sq(cfg, carry), recorded
 
     steps, log_every = cfg.steps, cfg.log_every
@@ -458,7 +463,15 @@ def chunk_program(cfg: Config, hp, x_train, y_train, shared_order, eval_train, e
     )
 
 
-def build_program(cfg: Config) -> Callable[..., dict[str, jax.Array]]:
+def build_program(cfg: Config, report: bool = False) -> Callable[..., dict[str, jax.Array]]:
     """``program(hp, x_train, y_train, order, eval_train, eval_test)`` for one group: ``order``
-    is the shared [steps, batch] example order (``None`` for full batch or per-seed orders)."""
+    is the shared [steps, batch] example order (``None`` for full batch or per-seed orders).
+
+    With ``report``, the training scan tells the host how many steps are done 20 to 40 times
+    per call (:data:`gradlab.engine.progress.REPORTS_PER_CHUNK`)
+    (:func:`gradlab.engine.progress.report`); without it the program holds no callback.
+    """
+    if report:
+        every = progress.report_every(cfg.steps // cfg.log_every)
+        cfg = dataclasses.replace(cfg, progress_every=every)
     return functools.partial(chunk_program, cfg)

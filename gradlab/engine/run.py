@@ -22,6 +22,7 @@ import xarray as xr
 from gradlab import store
 from gradlab.engine import cache, platform, program
 from gradlab.engine.plan import Plan, eval_layout, make_plan, resolve_data
+from gradlab.engine.progress import Bar, check_mode
 from gradlab.errors import ConfigError
 from gradlab.lease import PeerWatch, release_all
 from gradlab.spec import SweepSpec
@@ -34,7 +35,7 @@ def run(
     out: str | None = None,
     *,
     chunk_size: int | None = None,
-    progress: bool = True,
+    progress: bool | str = True,
     overwrite: bool = False,
     memory_budget: int | None = None,
     devices: list[Any] | None = None,
@@ -55,7 +56,12 @@ def run(
         ``run`` again with the same spec and ``out`` resumes instead of recomputing.
       chunk_size: runs per compiled call (default: as many as fit ``memory_budget``, at most
         512 per CPU device); results do not depend on it beyond float rounding.
-      progress: show a progress bar (on stderr).
+      progress: ``True``: a progress bar on stderr (each process its own), which says
+        "compiling <group> (s)" while a program compiles and then moves as chunks finish, with
+        the rate and the time left; ``"steps"``: it also moves within a chunk, 20 to 40 times,
+        from a host callback in the program (a program JAX's persistent compilation cache
+        does not keep: a new process compiles it again); ``False``: no bar. The numbers are
+        the same in every mode (see :mod:`gradlab.engine.progress`).
       overwrite: replace a run directory that holds a different spec.
       memory_budget: bytes one chunk may use when ``chunk_size`` is not given (default: 2 GiB
         on CPU; half of the devices' memory on GPU or TPU, see
@@ -71,6 +77,7 @@ def run(
     """
     if not isinstance(spec, SweepSpec):
         raise ConfigError(f"spec: expected a gradlab.SweepSpec, got {type(spec).__name__}")
+    check_mode(progress)
     start = time.perf_counter()
     devices = list(devices) if devices else jax.local_devices()
     if jax.process_count() > 1 and out is None:
@@ -92,7 +99,7 @@ def run(
         jax.tree.map(jnp.asarray, eval_layout(dataset.x_train, dataset.y_train)),
         jax.tree.map(jnp.asarray, eval_layout(dataset.x_test, dataset.y_test)),
     ]
-    bar = _progress(sum(plan.layout.group_runs(g) for g in range(len(plan.groups))), progress)
+    bar = Bar(sum(plan.layout.group_runs(g) for g in range(len(plan.groups))), progress)
     results: dict[tuple[int, int], dict[str, np.ndarray]] = {}
     clock = _Clock(start, run_dir)
     try:  # the run directory's lease is released however this ends
@@ -153,32 +160,32 @@ def _train_group(
         cache.code_identity(spec),
         group.label,
         tuple((d.platform, d.id) for d in devices),  # a program is compiled for its devices
+        bar.reports_steps,  # the program then holds the progress callback
         *cache.signature(hp0, args),
     )
-    bar.set_description(f"compiling {group.label}")
     t0 = time.perf_counter()
-    chunk_program, new = cache.compiled(
-        key,
-        lambda: platform.compile_program(
-            program.build_program(plan.configs[g]), devices, hp0, args
-        ),
-    )
+    with bar.compiling(group.label):
+        chunk_program, new = cache.compiled(
+            key,
+            lambda: platform.compile_program(
+                program.build_program(plan.configs[g], bar.reports_steps), devices, hp0, args
+            ),
+        )
     if new:
         clock.compile_time += time.perf_counter() - t0
-    bar.set_description(group.label)
     for c in todo:
         hp = {k: jnp.asarray(v) for k, v in plan.chunk(g, c).items()}
-        t0 = time.perf_counter()
-        outputs = jax.device_get(chunk_program(hp, *args))
-        clock.run_time += time.perf_counter() - t0
         n = plan.chunk_len(g, c)
+        t0 = time.perf_counter()
+        with bar.chunk(n):
+            outputs = jax.device_get(chunk_program(hp, *args))
+        clock.run_time += time.perf_counter() - t0
         outputs = {k: np.asarray(v)[:n] for k, v in outputs.items()}
         if run_dir:
             run_dir.write_chunk(g, c, outputs)
         else:
             results[(g, c)] = outputs
         clock.chunk_done()
-        bar.update(n)
 
 
 class _Clock:
@@ -237,22 +244,3 @@ def _peer_gone(message: str) -> None:
     again = "run the same command again (every process) to finish"
     print(f"gradlab: error: {message}; {again}", file=sys.stderr, flush=True)
     os._exit(1)
-
-
-class _NoProgress:
-    def update(self, n: int) -> None:
-        pass
-
-    def set_description(self, text: str) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, enabled: bool) -> Any:
-    if not enabled:
-        return _NoProgress()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="run", dynamic_ncols=True)
