@@ -9,7 +9,9 @@
 ``platform``       everything that depends on CPU vs GPU/TPU: XLA:CPU workarounds, compiler
                    options, chunk caps, the kernel storage layout, compiling with shard_map
 ``cache``          compiled programs and traced shapes, kept per process
-``run``            :func:`run`: orchestration, progress, persistence through :mod:`gradlab.store`
+``progress``       the progress bar: compilation as its own phase, chunks, and (opt-in) the
+                   steps within a chunk reported from the compiled program
+``run``            :func:`run`: orchestration, persistence through :mod:`gradlab.store`
 =================  ==========================================================================
 """
 
