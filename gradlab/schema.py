@@ -101,7 +101,7 @@ _TABLE = (
              "RMS of δ^l = ∂L/∂h^l (backward signal; (δ^{l−1}/δ^l)²·N_{l−1}/N_l is the "
              "empirical χ1)",
              "gradient"),
-    # -- per step, curvature sets (every `sharpness_every` steps) ----------------------------
+    # -- per step, opt-in sets (every `sharpness_every` steps; feature_change every logged step)
     Variable("sharpness", STEP, "λ_max(∇²L(θ_t)), the top Hessian eigenvalue (Lanczos)",
              "1/η", metric_set="sharpness"),
     Variable("sharpness_bound", STEP,
@@ -116,6 +116,10 @@ _TABLE = (
              "examples", metric_set="per_example"),
     Variable("grad_snr", STEP, "mean over parameters of ḡ²/s² (per-example gradients)",
              "ratio", metric_set="per_example"),
+    Variable("act_change_rms_layer", STEP_LAYER,
+             "RMS of h^l(θ_t; x_t) − h^l(θ_0; x_t), the pre-activation's change since "
+             "initialisation on the step's batch (every logged step; the coordinate check)",
+             "activation", metric_set="feature_change"),
     # -- per run ------------------------------------------------------------------------------
     Variable("diverged", RUN, "the run diverged", "flag", dtype="bool",
              higher_is_better=False, metric_set="run"),
@@ -139,6 +143,7 @@ CURVATURE_SETS: dict[str, tuple[str, ...]] = {
     "precond_sharpness": ("precond_sharpness", "sharpness_bound"),
     "hessian_trace": ("hessian_trace",),
     "per_example": ("grad_noise_scale", "grad_snr"),
+    "feature_change": ("act_change_rms_layer",),
 }
 METRIC_SETS = ("none", "default", *CURVATURE_SETS)
 

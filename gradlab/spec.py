@@ -218,7 +218,8 @@ class SweepSpec:
       batch_size: examples per step; ``None`` is full-batch gradient descent.
       metrics: metric sets: ``"default"`` (every per-step and per-layer metric), ``"none"``
         (loss only), plus ``"sharpness"``, ``"precond_sharpness"``, ``"hessian_trace"``,
-        ``"per_example"``.
+        ``"per_example"`` and ``"feature_change"`` (each layer's pre-activation change since
+        initialisation, for the coordinate check).
       log_every: record per-step metrics every this many steps (divergence is checked every step).
       sharpness_every: cadence (steps) of the curvature metrics.
       sharpness_iters: Lanczos iterations per curvature measurement.

@@ -49,5 +49,5 @@ def test_directions():
     assert not schema.higher_is_better("no_such_variable")
     every_set = {v.metric_set for v in schema.VARIABLES.values()}
     assert every_set <= {"run", *schema.METRIC_SETS}
-    for names in schema.CURVATURE_SETS.values():
-        assert all(schema.VARIABLES[n].dims == schema.STEP for n in names)
+    for names in schema.CURVATURE_SETS.values():  # opt-in sets record per step (and layer)
+        assert all(schema.VARIABLES[n].dims in (schema.STEP, schema.STEP_LAYER) for n in names)

@@ -100,7 +100,10 @@ def coord_check(
     Args:
       ds: a result Dataset with a ``width`` grid axis (two or more values).
       step: the logged step(s) to check (default: every logged step).
-      var: a per-layer, per-step variable (``act_rms_layer``, ``delta_rms_layer``, ...).
+      var: a per-layer, per-step variable: ``act_rms_layer`` (the coordinates' size),
+        ``act_change_rms_layer`` (their change since initialisation, recorded with the
+        ``feature_change`` metric set: Tensor Programs V's coordinate check of Δh),
+        ``delta_rms_layer``, ...
       width: the name of the width axis.
       confidence: the level of the interval over seeds.
 

@@ -13,7 +13,10 @@ eigenvector; ``precond_sharpness`` is λ_max(P⁻¹∇²L) with P Adam's precond
 update (the one that produced θ_{t+1}), NaN for chains without Adam; ``sharpness_bound`` is the
 chain's edge of stability at step t's learning rate η_t (NaN where no closed form is known);
 ``hessian_trace`` uses 10 Rademacher probes shared by all runs; ``grad_noise_scale`` and
-``grad_snr`` come from the per-example gradients of the batch.
+``grad_snr`` come from the per-example gradients of the batch. ``feature_change`` is measured at
+every logged step (not on the ``sharpness_every`` cadence): the RMS of h^l(θ_t; x_t) −
+h^l(θ_0; x_t), each layer's pre-activation change since initialisation on the step's batch, the
+coordinate check of Tensor Programs V (θ_0 is kept as that set's state).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class Facts(Protocol):
     sharpness_iters: int  # Lanczos steps per measurement
     data_seed: int  # seeds the Hutchinson probes
     curvature_sets: tuple[str, ...]  # the selected sets, in schema order
+    num_layers: int  # length of the ``layer`` dim
 
 
 def variables(sets: tuple[str, ...]) -> tuple[str, ...]:
@@ -63,6 +67,7 @@ class Probe(NamedTuple):
     """What one measurement sees: θ_t, the optimizer state after step t, the batch."""
 
     loss_fn: Callable[[Any], jax.Array]  # θ -> L(θ) on the step's batch
+    signals: Callable[[Any], list[jax.Array]]  # θ -> the pre-activations h^l on the batch
     example_loss: Callable[[Any, jax.Array, jax.Array], jax.Array]  # θ, x_i, y_i -> ℓ_i
     params: Any
     opt_state: Any
@@ -77,10 +82,17 @@ Values = dict[str, jax.Array]
 
 @dataclasses.dataclass(frozen=True)
 class Measurement:
-    """One curvature set: ``fn(cfg, probe, warm) -> (values, new warm-start vector or None)``."""
+    """One opt-in set: ``fn(cfg, probe, state) -> (values, its new state or None)``.
+
+    ``warm_start``: the set keeps a state between measurements (a Lanczos warm start, zeros
+    at first; or, with ``keeps_init``, the initial parameters θ_0). ``every_logged``: measured
+    at every logged step instead of every ``sharpness_every`` steps.
+    """
 
     fn: Callable[[Facts, Probe, Any], tuple[Values, Any]]
     warm_start: bool = False
+    keeps_init: bool = False
+    every_logged: bool = False
 
 
 def _sharpness_bound(cfg: Facts, probe: Probe) -> jax.Array:
@@ -140,24 +152,40 @@ def _per_example(cfg: Facts, probe: Probe, warm: Any) -> tuple[Values, Any]:
     }, None
 
 
+def _feature_change(cfg: Facts, probe: Probe, init: Any) -> tuple[Values, Any]:
+    now, then = probe.signals(probe.params), probe.signals(init)
+    rms = [jnp.sqrt(jnp.mean(jnp.square(a - b))) for a, b in zip(now, then, strict=True)]
+    pad = [jnp.full([], jnp.nan)] * (cfg.num_layers - len(rms))
+    return {"act_change_rms_layer": jnp.stack([*rms, *pad])}, init
+
+
 MEASUREMENTS: dict[str, Measurement] = {
     "sharpness": Measurement(_sharpness, warm_start=True),
     "precond_sharpness": Measurement(_precond_sharpness, warm_start=True),
     "hessian_trace": Measurement(_hessian_trace),
     "per_example": Measurement(_per_example),
+    "feature_change": Measurement(
+        _feature_change, warm_start=True, keeps_init=True, every_logged=True
+    ),
 }
 
 
 def initial_vectors(cfg: Facts, params: Any) -> dict[str, Any]:
-    """The warm starts before the first measurement: zeros (Lanczos then starts afresh)."""
-    sets = [s for s in cfg.curvature_sets if MEASUREMENTS[s].warm_start]
-    return {s: jax.tree.map(jnp.zeros_like, params) for s in sets}
+    """The sets' states before the first measurement: zeros for a Lanczos warm start (it then
+    starts afresh), the initial parameters θ_0 for a set that compares with them."""
+    out = {}
+    for s in cfg.curvature_sets:
+        m = MEASUREMENTS[s]
+        if m.warm_start:
+            out[s] = params if m.keeps_init else jax.tree.map(jnp.zeros_like, params)
+    return out
 
 
 def measure(
     cfg: Facts, probe: Probe, vectors: dict[str, Any], due: jax.Array
 ) -> tuple[Values, dict[str, Any]]:
-    """Every selected set's variables at this step (NaN unless ``due``) and the warm starts.
+    """Every selected set's variables at this step and their states (a set on the
+    ``sharpness_every`` cadence is NaN unless ``due``).
 
     Args:
       cfg: the selected sets and what they read.
@@ -167,18 +195,26 @@ def measure(
         runs, so ``lax.cond`` stays a real branch and the other steps cost nothing.
     """
 
-    def run(_):
-        values, new = {}, dict(vectors)
-        for s in cfg.curvature_sets:
+    def run(sets: list[str]) -> tuple[Values, dict[str, Any]]:
+        values, new = {}, {}
+        for s in sets:
             out, vector = MEASUREMENTS[s].fn(cfg, probe, vectors.get(s))
             values |= out
             if MEASUREMENTS[s].warm_start:
                 new[s] = vector
-        return {k: jnp.asarray(values[k], jnp.float32) for k in names}, new
+        return {k: jnp.asarray(v, jnp.float32) for k, v in values.items()}, new
 
-    def skip(_):
-        return {k: jnp.full([], jnp.nan) for k in names}, vectors
+    def skip(sets: list[str]) -> tuple[Values, dict[str, Any]]:
+        nan = {k: jnp.full(v.shape, jnp.nan, jnp.float32) for k, v in shapes(sets).items()}
+        return nan, {s: vectors[s] for s in sets if s in vectors}
 
-    names = variables(cfg.curvature_sets)
+    def shapes(sets: list[str]) -> dict[str, Any]:
+        return jax.eval_shape(lambda: run(sets)[0])
 
-    return jax.lax.cond(due, run, skip, None)
+    every = [s for s in cfg.curvature_sets if MEASUREMENTS[s].every_logged]
+    cadenced = [s for s in cfg.curvature_sets if not MEASUREMENTS[s].every_logged]
+    values, new = run(every) if every else ({}, {})
+    if cadenced:
+        more, more_new = jax.lax.cond(due, lambda _: run(cadenced), lambda _: skip(cadenced), None)
+        values, new = values | more, new | more_new
+    return values, {**vectors, **new}

@@ -307,11 +307,13 @@ def bytes_per_run(spec: SweepSpec, dataset: data_lib.Dataset, logged: int, batch
     activations = batch * sum(widths[1:]) * 4  # pre-activations, signals and their gradients
     per_step = 8 + 5 * n_layers  # recorded floats per logged step
     # Curvature: a Lanczos basis of sharpness_iters vectors per eigenvalue metric, and one
-    # per-example gradient per batch element.
+    # per-example gradient per batch element; feature_change keeps θ_0 and a second forward.
     krylov = sum(m in spec.metrics for m in ("sharpness", "precond_sharpness"))
     curvature = krylov * (spec.sharpness_iters + 2) * n_params
     if "per_example" in spec.metrics:
         curvature += batch * n_params
+    if "feature_change" in spec.metrics:
+        curvature += n_params + activations // 4
     return 4 * (8 * n_params + activations + logged * per_step + curvature) + 1024
 
 

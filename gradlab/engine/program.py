@@ -331,6 +331,7 @@ def train_step(cfg: Config, run: RunInputs, carry: Carry, inputs, record: bool):
     if cfg.curvature_sets:
         probe = measure.Probe(
             loss_fn=lambda p: batch_loss(cfg, p, None, x, y)[0],
+            signals=lambda p: M.flat_signals(batch_loss(cfg, p, run.zeros, x, y)[1][1]),
             example_loss=lambda p, xi, yi: batch_loss(cfg, p, None, xi[None], yi[None])[0],
             params=params,
             opt_state=opt_state,
