@@ -121,6 +121,10 @@ _TABLE = (
              "initialisation on the step's batch (every logged step; the coordinate check)",
              "activation", metric_set="feature_change"),
     # -- per run ------------------------------------------------------------------------------
+    Variable("initial_sharpness", RUN,
+             "λ₀ = λ_max(∇²L(θ_0)) on the full training set (Lanczos); with "
+             "lr_units = 'sharpness' the run trained at η = c/λ₀",
+             "1/η", metric_set="initial_sharpness"),
     Variable("diverged", RUN, "the run diverged", "flag", dtype="bool",
              higher_is_better=False, metric_set="run"),
     Variable("diverged_at", RUN, "the step at which it diverged (-1: never)", "step",
@@ -145,7 +149,7 @@ CURVATURE_SETS: dict[str, tuple[str, ...]] = {
     "per_example": ("grad_noise_scale", "grad_snr"),
     "feature_change": ("act_change_rms_layer",),
 }
-METRIC_SETS = ("none", "default", *CURVATURE_SETS)
+METRIC_SETS = ("none", "default", *CURVATURE_SETS, "initial_sharpness")
 
 
 def variables_of(metric_sets: Iterable[str]) -> tuple[str, ...]:
@@ -156,6 +160,7 @@ def variables_of(metric_sets: Iterable[str]) -> tuple[str, ...]:
         names |= {v.name for v in _TABLE if v.metric_set == "default"}
     for s in sets & set(CURVATURE_SETS):
         names |= set(CURVATURE_SETS[s])
+    names |= {v.name for v in _TABLE if v.metric_set in sets}
     return tuple(v.name for v in _TABLE if v.name in names)
 
 

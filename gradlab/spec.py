@@ -54,6 +54,7 @@ __all__ = [
 STATIC_AXES = ("activation", "init", "batch_size", "width", "depth")
 STRUCTURE_AXES = ("width", "depth")  # static axes that change the network's shape
 BATCH_ORDERS = ("shared", "per_seed")
+LR_UNITS = ("absolute", "sharpness")
 
 # Traced axes that the model or the engine read (the optimizer stages declare their own), with
 # their valid values where they are real numbers.
@@ -231,6 +232,12 @@ class SweepSpec:
       batch_order: ``"shared"`` (every run sees the same batches, drawn from ``data_seed``) or
         ``"per_seed"`` (each run shuffles with its own ``seed``).
       data_seed: seed of the shared batch order.
+      lr_units: ``"absolute"`` (the grid's learning rates are η) or ``"sharpness"``: the
+        ``learning_rate`` axis holds c and each run trains at η = c/λ₀, with λ₀ its own
+        sharpness at initialisation (λ_max(∇²L(θ_0)) on the full training set, by Lanczos
+        with ``sharpness_iters`` steps, inside the compiled program); full-batch GD on a
+        quadratic is then stable exactly for c < 2. Implies the ``initial_sharpness`` metric
+        set (λ₀ is recorded per run).
     """
 
     model: ModelSpec | Any = dataclasses.field(default_factory=ModelSpec)
@@ -250,6 +257,7 @@ class SweepSpec:
     warmup_steps: int = 0
     batch_order: str = "shared"
     data_seed: int = 0
+    lr_units: str = "absolute"
 
     def __post_init__(self) -> None:
         from gradlab import optim  # optim reads its stage table only; no compilation happens.
@@ -292,6 +300,7 @@ class SweepSpec:
                 raise fail(f"optimizers[{i}]", str(err)) from None
         self._check_grid(reads, open_ended)
         self._check_training()
+        self._check_lr_units()
         model = self.model if isinstance(self.model, ModelSpec) else None
         widths = self.grid.get("width", model.hidden if model else ())
         off_base = [f"grid.width = {w}" for w in widths if model and w != model.base_width]
@@ -353,6 +362,26 @@ class SweepSpec:
             )
         if "width" in self.grid and not hidden and "depth" not in self.grid:
             raise fail("grid.width", "the model has no hidden layer (model.hidden = [])")
+
+    def _check_lr_units(self) -> None:
+        if self.lr_units not in LR_UNITS:
+            raise fail("lr_units", f"unknown units {self.lr_units!r}; valid: {', '.join(LR_UNITS)}")
+        if self.lr_units == "absolute":
+            return
+        if "learning_rate" not in self.grid:
+            raise fail(
+                "lr_units",
+                "'sharpness' reads the learning_rate grid axis as c (η = c/λ₀): add one",
+            )
+        for i, chain in enumerate(self.optimizers):
+            if not isinstance(chain, str):
+                raise fail(
+                    f"optimizers[{i}]",
+                    "lr_units = 'sharpness' sets the learning rate of chain strings; a callable "
+                    "chain has no learning rate gradlab can set",
+                )
+        if "initial_sharpness" not in self.metrics:
+            object.__setattr__(self, "metrics", (*self.metrics, "initial_sharpness"))
 
     def _check_training(self) -> None:
         if (self.steps is None) == (self.epochs is None):

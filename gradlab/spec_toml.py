@@ -126,6 +126,8 @@ def to_toml(spec: SweepSpec) -> str:
                 for arr in value[:4]:
                     digest.update(np.ascontiguousarray(arr).tobytes())
                 notes.append(f"data = arrays, sha256 {digest.hexdigest()[:16]}")
+        elif f.name == "lr_units" and value == "absolute":
+            continue  # the default, left out: a sweep written before it existed keeps its text
         elif f.name == "optimizers":
             table["optimizers"] = [optim.chain_name(c) for c in value]
             notes += [f"optimizer {optim.chain_name(c)} = {c!r}" for c in value if callable(c)]

@@ -314,6 +314,9 @@ def bytes_per_run(spec: SweepSpec, dataset: data_lib.Dataset, logged: int, batch
         curvature += batch * n_params
     if "feature_change" in spec.metrics:
         curvature += n_params + activations // 4
+    if "initial_sharpness" in spec.metrics:  # Lanczos on the whole training set, once
+        n_train = dataset.x_train.shape[0]
+        curvature += (spec.sharpness_iters + 2) * n_params + activations // batch * n_train
     return 4 * (8 * n_params + activations + logged * per_step + curvature) + 1024
 
 

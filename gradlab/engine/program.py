@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradlab import losses, models, optim, schema
+from gradlab import curvature, losses, models, optim, schema
 from gradlab import metrics as M
 from gradlab.engine import cache, measure, platform, progress
 
@@ -77,6 +77,8 @@ class Config:
     # The parametrization's learning-rate multipliers, layer -> parameter -> factor (None: 1).
     layer_lr: Any = None
     progress_every: int = 0  # blocks between progress reports; 0: no callback in the program
+    initial_sharpness: bool = False  # measure λ₀ = λ_max(∇²L(θ_0)) on the training set
+    lr_units: str = "absolute"  # "sharpness": the learning_rate hyperparameter is c, η = c/λ₀
 
     @property
     def n_signals(self) -> int:
@@ -130,6 +132,8 @@ def make_config(spec: Any, group: Any, dataset: Any, steps: int) -> Config:
         sharpness_iters=spec.sharpness_iters,
         data_seed=spec.data_seed,
         transpose_kernels=optim.ignores_layout(group.chain) and isinstance(module, models.MLP),
+        initial_sharpness="initial_sharpness" in spec.metrics,
+        lr_units=spec.lr_units,
         layer_lr=models.layer_lr_multipliers(
             module, dataset.x_train.shape[1], optim.update_kind(group.chain)
         ),
@@ -388,13 +392,34 @@ def make_chain(cfg: Config, hp: dict[str, jax.Array]) -> Any:
     )
 
 
+def initial_sharpness(cfg: Config, params: Any, x: jax.Array, y: jax.Array) -> jax.Array:
+    """λ₀ = λ_max(∇²L(θ_0)) of the loss on ``(x, y)`` (the training set), by Lanczos with
+    ``sharpness_iters`` steps from a fixed start
+    (:func:`gradlab.curvature.top_hessian_eigenvalue`)."""
+    loss_fn = lambda p: batch_loss(cfg, p, None, x, y)[0]
+    start = jax.tree.map(jnp.zeros_like, params)
+    value, _ = curvature.top_hessian_eigenvalue(
+        loss_fn, params, start, num_iters=cfg.sharpness_iters
+    )
+    return value
+
+
 def train_run(cfg: Config, hp, params, order, x_train, y_train, eval_train, eval_test):
     """Train one run from ``params`` and evaluate it: the recorded per-step arrays and the
-    per-run results (see :mod:`gradlab.schema`)."""
+    per-run results (see :mod:`gradlab.schema`).
+
+    With ``lr_units = "sharpness"`` the run's ``learning_rate`` hyperparameter is c, and it
+    trains (chain, schedule, stability bound) at η = c/λ₀, λ₀ its :func:`initial_sharpness`.
+    """
+    params = cfg.storage(params)
+    first = {}
+    if cfg.initial_sharpness:
+        first["initial_sharpness"] = lam0 = initial_sharpness(cfg, params, x_train, y_train)
+        if cfg.lr_units == "sharpness":
+            hp = {**hp, "learning_rate": hp["learning_rate"] / lam0}
     tx = make_chain(cfg, hp)
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), cfg.perturbations)
     run = RunInputs(hp, tx, zeros, x_train, y_train)
-    params = cfg.storage(params)
 
     def plain(carry, inputs):
         return train_step(cfg, run, carry, inputs, record=False)[0], None
@@ -431,7 +456,7 @@ def train_run(cfg: Config, hp, params, order, x_train, y_train, eval_train, eval
             None if order is None else order[n_blocks * log_every :],
         )
         carry, _ = jax.lax.scan(plain, carry, rest)
-    return {**recorded, **final_results(cfg, carry, eval_train, eval_test)}
+    return {**recorded, **first, **final_results(cfg, carry, eval_train, eval_test)}
 
 
 def final_results(cfg: Config, carry: Carry, eval_train, eval_test) -> dict[str, jax.Array]:

@@ -114,6 +114,8 @@ def run(
             run_dir.close()
         raise
     attrs = {"devices": len(devices) * jax.process_count(), **clock.times()}
+    if spec.lr_units != "absolute":  # the learning_rate axis holds c = η·λ₀
+        attrs["lr_units"] = spec.lr_units
     if run_dir:
         return run_dir.finish(attrs, write=jax.process_index() == 0)
     return store.assemble(plan.layout, results, plan.spec_toml, attrs)
@@ -156,7 +158,8 @@ def _train_group(
     hp0 = {k: jnp.asarray(v) for k, v in plan.chunk(g, 0).items()}
     spec = plan.spec
     key = (
-        spec.replace(grid={}).fingerprint(),
+        spec.replace(grid={}, lr_units="absolute").fingerprint(),  # all but the traced values
+        spec.lr_units,
         cache.code_identity(spec),
         group.label,
         tuple((d.platform, d.id) for d in devices),  # a program is compiled for its devices

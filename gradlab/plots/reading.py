@@ -261,9 +261,12 @@ def init_scheme(ds: xr.Dataset) -> str | None:
 
 def axis_label(ds: xr.Dataset, name: str) -> str:
     """The axis label of a grid axis or variable in ``ds``: :func:`gradlab.plots.style.label`,
-    with ``init_scale`` written for the Dataset's init scheme (:func:`init_scheme`)."""
+    with ``init_scale`` written for the Dataset's init scheme (:func:`init_scheme`) and the
+    learning rate in units of the initial sharpness where the sweep used them (``lr_units``)."""
     if name == "init_scale":
         return style.init_scale_label(init_scheme(ds))
+    if name == "learning_rate" and ds.attrs.get("lr_units") == "sharpness":
+        return r"learning rate $c = \eta\,\lambda_0$ (units of $1/\lambda_0$)"
     return style.label(name)
 
 
