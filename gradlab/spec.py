@@ -8,11 +8,14 @@ Grid axes come in two kinds:
 
 * **traced** axes (``seed``, ``learning_rate``, ``init_scale``, ``bias_std``, ``clip_norm``, ...)
   become arrays inside one vmapped, compiled program: changing their values never recompiles;
-* **static** axes (``activation``, ``init``, ``batch_size``, ``width``, ``depth``) change the
-  compiled program, so each value (like each optimizer chain) is its own *group* with its own
-  compilation. ``width`` sets every hidden layer's width and ``depth`` the number of hidden
-  layers (:meth:`ModelSpec.hidden_for`); per-layer results of shallower models are NaN past
-  their last layer, and the ``layer_width``/``layer_size`` coordinates get these dims.
+* **static** axes (``activation``, ``init``, ``batch_size``, ``width``, ``depth``, ``dtype``)
+  change the compiled program, so each value (like each optimizer chain) is its own *group*
+  with its own compilation. ``width`` sets every hidden layer's width and ``depth`` the number
+  of hidden layers (:meth:`ModelSpec.hidden_for`); per-layer results of shallower models are
+  NaN past their last layer, and the ``layer_width``/``layer_size`` coordinates get these dims.
+  ``dtype`` is the precision a program computes in: ``float32``, ``float64`` (that program only;
+  the process stays in float32) or ``bfloat16`` (mixed precision: bfloat16 forward and backward
+  passes, float32 parameters and optimizer state). Every recorded value is float32.
 
 The per-layer learning rates ``lr_mult_0``, ``lr_mult_1``, ... (layer 0 the input side) are
 traced optimizer axes that every chain string reads (:mod:`gradlab.optim`); a callable chain
@@ -51,7 +54,8 @@ __all__ = [
 ]
 
 
-STATIC_AXES = ("activation", "init", "batch_size", "width", "depth")
+STATIC_AXES = ("activation", "init", "batch_size", "width", "depth", "dtype")
+DTYPES = ("float32", "float64", "bfloat16")  # the dtype axis: see gradlab.engine.program.Config
 STRUCTURE_AXES = ("width", "depth")  # static axes that change the network's shape
 BATCH_ORDERS = ("shared", "per_seed")
 LR_UNITS = ("absolute", "sharpness")
@@ -528,6 +532,11 @@ def _check_axis_values(field: str, name: str, values: tuple[Any, ...]) -> None:
         for v in values:
             if v not in ACTIVATIONS:
                 raise fail(field, f"unknown activation {v!r}; valid: {', '.join(ACTIVATIONS)}")
+        return
+    if name == "dtype":
+        for v in values:
+            if v not in DTYPES:
+                raise fail(field, f"unknown dtype {v!r}; valid: {', '.join(DTYPES)}")
         return
     if name == "init":
         for v in values:

@@ -25,6 +25,8 @@ trains, compiles or writes. The questions gradlab answers map onto its modules:
 - :mod:`~gradlab.analysis.width` — *does a parametrization keep every layer's scale and the
   best learning rate fixed as the network widens?* :func:`coord_check`, :func:`optimal_lr`,
   :func:`lr_transfer_exponent`;
+- :mod:`~gradlab.analysis.precision` — *which verdicts depend on the arithmetic?*
+  :func:`precision_flips` (over a ``dtype`` grid axis);
 - :mod:`~gradlab.analysis.fits` (:func:`crossing`, :func:`power_law_exponent`),
   :mod:`~gradlab.analysis.sweeps` (:func:`concat_sweeps`), :mod:`~gradlab.analysis.claims`
   (:class:`ClaimSet`, :func:`claims_table`), :mod:`~gradlab.analysis.tables` (:func:`format_table`,
@@ -79,6 +81,7 @@ from gradlab.analysis.mean_field import (
     layer_widths,
     trainable_depth,
 )
+from gradlab.analysis.precision import precision_flips
 from gradlab.analysis.profiles import performance_profile, profile_score
 from gradlab.analysis.selection import (
     LR,
@@ -163,6 +166,7 @@ __all__ = [
     "performance_profile",
     "pool_axes",
     "power_law_exponent",
+    "precision_flips",
     "predicted_lr_boundary",
     "profile_score",
     "quiet_nan_warnings",

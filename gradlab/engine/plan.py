@@ -189,6 +189,8 @@ def make_plan(
     """
     n_train = dataset.x_train.shape[0]
     steps, steps_per_epoch = _steps(spec, n_train)
+    if "float64" in spec.static_axes.get("dtype", ()) and platform == "tpu":
+        raise ConfigError("grid.dtype: TPUs have no float64 arithmetic; use float32 or bfloat16")
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size <= 0):
         raise ConfigError(f"chunk_size: must be a positive integer, got {chunk_size!r}")
     static = spec.static_axes
@@ -317,7 +319,8 @@ def bytes_per_run(spec: SweepSpec, dataset: data_lib.Dataset, logged: int, batch
     if "initial_sharpness" in spec.metrics:  # Lanczos on the whole training set, once
         n_train = dataset.x_train.shape[0]
         curvature += (spec.sharpness_iters + 2) * n_params + activations // batch * n_train
-    return 4 * (8 * n_params + activations + logged * per_step + curvature) + 1024
+    wide = 2 if "float64" in spec.static_axes.get("dtype", ()) else 1  # 8-byte floats
+    return 4 * wide * (8 * n_params + activations + logged * per_step + curvature) + 1024
 
 
 def _runs_table(traced: Mapping[str, tuple[Any, ...]]) -> dict[str, np.ndarray]:

@@ -107,12 +107,20 @@ def kernel_storage(transpose: bool) -> Callable[[Any], Any]:
     )
 
 
-def compile_program(program: Callable[..., Any], devices: list[Any], hp0: Any, args: list[Any]):
+def compile_program(
+    program: Callable[..., Any], devices: list[Any], hp0: Any, args: list[Any], x64: bool = False
+):
     """Compile a chunk program for ``devices``: plain ``jit`` on one, ``shard_map`` on several.
 
     With several devices the run axis (axis 0 of every hyperparameter and every output) is
-    split into one contiguous slice per device; data arguments are replicated.
+    split into one contiguous slice per device; data arguments are replicated. With ``x64`` the
+    program is traced with 64-bit types enabled (``jax.enable_x64``) for this compilation only:
+    its float64 arithmetic is real while the process stays in 32-bit mode, and since its inputs
+    and outputs are 32-bit it is called like any other.
     """
+    if x64:
+        with jax.enable_x64(True):
+            return compile_program(program, devices, hp0, args)
     options = CPU_COMPILER_OPTIONS if devices[0].platform == "cpu" else None
     if len(devices) == 1:
         with jax.default_device(devices[0]):

@@ -79,6 +79,20 @@ class Config:
     progress_every: int = 0  # blocks between progress reports; 0: no callback in the program
     initial_sharpness: bool = False  # measure λ₀ = λ_max(∇²L(θ_0)) on the training set
     lr_units: str = "absolute"  # "sharpness": the learning_rate hyperparameter is c, η = c/λ₀
+    dtype: str = "float32"  # the grid's dtype axis: see param_dtype and compute_dtype
+
+    @property
+    def param_dtype(self) -> Any:
+        """The dtype of the parameters, the optimizer state and the loss: float64 for a
+        ``float64`` program, else float32 (``bfloat16`` is mixed precision)."""
+        return jnp.float64 if self.dtype == "float64" else jnp.float32
+
+    @property
+    def compute_dtype(self) -> Any:
+        """The dtype the network's forward and backward passes compute in."""
+        return {"float32": jnp.float32, "float64": jnp.float64, "bfloat16": jnp.bfloat16}[
+            self.dtype
+        ]
 
     @property
     def n_signals(self) -> int:
@@ -134,6 +148,7 @@ def make_config(spec: Any, group: Any, dataset: Any, steps: int) -> Config:
         transpose_kernels=optim.ignores_layout(group.chain) and isinstance(module, models.MLP),
         initial_sharpness="initial_sharpness" in spec.metrics,
         lr_units=spec.lr_units,
+        dtype=group.static.get("dtype", "float32"),
         layer_lr=models.layer_lr_multipliers(
             module, dataset.x_train.shape[1], optim.update_kind(group.chain)
         ),
@@ -171,10 +186,19 @@ class Carry(NamedTuple):
     param_sq: jax.Array | None  # [layers] Σθ² at the start of the block (default metrics)
 
 
-def batch_loss(cfg: Config, params: Any, zeros: Any, x: jax.Array, y: jax.Array):
-    """Mean loss over a batch, the outputs and the sown pre-activations (with ``zeros``, the
-    perturbations whose gradients are the backward signals; ``None``: no signals)."""
+def apply_model(cfg: Config, params: Any, x: jax.Array, zeros: Any = None):
+    """The network's outputs on ``x`` and its sown pre-activations (with ``zeros``, the
+    perturbations whose gradients are the backward signals; ``None``: no signals).
+
+    A ``bfloat16`` program computes the forward pass (so the backward pass) in bfloat16 from
+    float32 parameters: the parameters and inputs are cast on the way in, the outputs and
+    signals back to float32 on the way out, so the loss, the gradients (of the casts) and the
+    optimizer stay in float32 (mixed precision, Micikevicius et al. 2018).
+    """
     params = cfg.storage(params)
+    if cfg.dtype == "bfloat16":
+        params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), params)
+        x = x.astype(jnp.bfloat16)
     if zeros is None:
         out, signals = cfg.module.apply({"params": params}, x), {}
     else:
@@ -182,6 +206,16 @@ def batch_loss(cfg: Config, params: Any, zeros: Any, x: jax.Array, y: jax.Array)
             {"params": params, "perturbations": zeros}, x, mutable=["intermediates"]
         )
         signals = state.get("intermediates", {})
+    if cfg.dtype == "bfloat16":
+        out = out.astype(jnp.float32)
+        signals = jax.tree.map(lambda h: h.astype(jnp.float32), signals)
+    return out, signals
+
+
+def batch_loss(cfg: Config, params: Any, zeros: Any, x: jax.Array, y: jax.Array):
+    """Mean loss over a batch, the outputs and the sown pre-activations (with ``zeros``, the
+    perturbations whose gradients are the backward signals; ``None``: no signals)."""
+    out, signals = apply_model(cfg, params, x, zeros)
     return jnp.mean(losses.per_example(cfg.loss, out, y)), (out, signals)
 
 
@@ -189,16 +223,16 @@ def evaluate(cfg: Config, params: Any, xs: jax.Array, ys: jax.Array, mask: jax.A
     """Mean loss and accuracy over a data set laid out as [batches, EVAL_BATCH, ...]."""
     if xs.shape[0] * xs.shape[1] == 0:
         return jnp.full([], jnp.nan), jnp.full([], jnp.nan)
-    params = cfg.storage(params)
 
     def body(acc, inputs):
         x, y, m = inputs
-        out = cfg.module.apply({"params": params}, x)
+        out, _ = apply_model(cfg, params, x)
         loss = jnp.sum(losses.per_example(cfg.loss, out, y) * m)
         hits = jnp.sum((jnp.argmax(out, -1) == y) * m) if cfg.classification else jnp.zeros([])
         return (acc[0] + loss, acc[1] + hits), None
 
-    (loss, hits), _ = jax.lax.scan(body, (jnp.zeros([]), jnp.zeros([])), (xs, ys, mask))
+    zero = jnp.zeros([], cfg.param_dtype)
+    (loss, hits), _ = jax.lax.scan(body, (zero, zero), (xs, ys, mask))
     n = jnp.sum(mask)
     return loss / n, hits / n if cfg.classification else jnp.full([], jnp.nan)
 
@@ -223,6 +257,8 @@ def init_run(cfg: Config, hp: dict[str, jax.Array]):
         hp.get("init_scale", 1.0),
         hp.get("bias_std"),
     )
+    if cfg.param_dtype != jnp.float32:  # the float32 draw, widened: the same θ_0 in each dtype
+        params = jax.tree.map(lambda p: p.astype(cfg.param_dtype), params)
     order = None
     if cfg.per_seed_order:
         order = per_seed_batch_order(jax.random.fold_in(key, 1), cfg.n_train, cfg.batch, cfg.steps)
@@ -410,15 +446,22 @@ def train_run(cfg: Config, hp, params, order, x_train, y_train, eval_train, eval
 
     With ``lr_units = "sharpness"`` the run's ``learning_rate`` hyperparameter is c, and it
     trains (chain, schedule, stability bound) at η = c/λ₀, λ₀ its :func:`initial_sharpness`.
+    A ``float64`` program widens the data on the way in; every recorded float is float32 on the
+    way out (the schema's dtypes), whatever the program computed in.
     """
     params = cfg.storage(params)
+    if cfg.param_dtype != jnp.float32:
+        widen = lambda a: a.astype(cfg.param_dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a
+        x_train, y_train, eval_train, eval_test = jax.tree.map(
+            widen, (x_train, y_train, eval_train, eval_test)
+        )
     first = {}
     if cfg.initial_sharpness:
         first["initial_sharpness"] = lam0 = initial_sharpness(cfg, params, x_train, y_train)
         if cfg.lr_units == "sharpness":
             hp = {**hp, "learning_rate": hp["learning_rate"] / lam0}
     tx = make_chain(cfg, hp)
-    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), cfg.perturbations)
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, cfg.compute_dtype), cfg.perturbations)
     run = RunInputs(hp, tx, zeros, x_train, y_train)
 
     def plain(carry, inputs):
@@ -445,7 +488,7 @@ def train_run(cfg: Config, hp, params, order, x_train, y_train, eval_train, eval
         tx.init(params),
         jnp.ones([], bool),
         jnp.full([], -1, jnp.int32),
-        jnp.full([], jnp.nan, jnp.float32),
+        jnp.full([], jnp.nan, cfg.param_dtype),
         measure.initial_vectors(cfg, params),
         None,
     )
@@ -456,7 +499,11 @@ def train_run(cfg: Config, hp, params, order, x_train, y_train, eval_train, eval
             None if order is None else order[n_blocks * log_every :],
         )
         carry, _ = jax.lax.scan(plain, carry, rest)
-    return {**recorded, **first, **final_results(cfg, carry, eval_train, eval_test)}
+    out = {**recorded, **first, **final_results(cfg, carry, eval_train, eval_test)}
+    if cfg.param_dtype == jnp.float32:
+        return out
+    narrow = lambda a: a.astype(jnp.float32) if jnp.issubdtype(a.dtype, jnp.floating) else a
+    return jax.tree.map(narrow, out)
 
 
 def final_results(cfg: Config, carry: Carry, eval_train, eval_test) -> dict[str, jax.Array]:

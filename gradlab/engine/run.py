@@ -171,7 +171,11 @@ def _train_group(
         chunk_program, new = cache.compiled(
             key,
             lambda: platform.compile_program(
-                program.build_program(plan.configs[g], bar.reports_steps), devices, hp0, args
+                program.build_program(plan.configs[g], bar.reports_steps),
+                devices,
+                hp0,
+                args,
+                x64=plan.configs[g].dtype == "float64",
             ),
         )
     if new:
