@@ -167,9 +167,10 @@ class Carry(NamedTuple):
     param_sq: jax.Array | None  # [layers] Σθ² at the start of the block (default metrics)
 
 
-def batch_loss(cfg: Config, params: Any, zeros: Any, x: jax.Array, y: jax.Array):
-    """Mean loss over a batch, the outputs and the sown pre-activations (with ``zeros``, the
-    perturbations whose gradients are the backward signals; ``None``: no signals)."""
+def batch_loss(cfg: Config, params: Any, zeros: Any, x: jax.Array, y: jax.Array, z_loss=None):
+    """Mean training objective over a batch (the loss, plus the z-loss with a traced ``z_loss``:
+    :func:`gradlab.losses.objective`), the outputs and the sown pre-activations (with ``zeros``,
+    the perturbations whose gradients are the backward signals; ``None``: no signals)."""
     params = cfg.storage(params)
     if zeros is None:
         out, signals = cfg.module.apply({"params": params}, x), {}
@@ -178,11 +179,12 @@ def batch_loss(cfg: Config, params: Any, zeros: Any, x: jax.Array, y: jax.Array)
             {"params": params, "perturbations": zeros}, x, mutable=["intermediates"]
         )
         signals = state.get("intermediates", {})
-    return jnp.mean(losses.per_example(cfg.loss, out, y)), (out, signals)
+    return jnp.mean(losses.objective(cfg.loss, out, y, z_loss)), (out, signals)
 
 
 def evaluate(cfg: Config, params: Any, xs: jax.Array, ys: jax.Array, mask: jax.Array):
-    """Mean loss and accuracy over a data set laid out as [batches, EVAL_BATCH, ...]."""
+    """Mean loss and accuracy over a data set laid out as [batches, EVAL_BATCH, ...]; the loss
+    without the z-loss term, so that final and test losses compare across ``z_loss`` values."""
     if xs.shape[0] * xs.shape[1] == 0:
         return jnp.full([], jnp.nan), jnp.full([], jnp.nan)
     params = cfg.storage(params)
@@ -299,8 +301,11 @@ def train_step(cfg: Config, run: RunInputs, carry: Carry, inputs, record: bool):
     params = carry.params
     measure_all = record and cfg.record_all
     with_signals = measure_all and cfg.n_signals > 0
+    z_loss = run.hp.get("z_loss")
     (loss, (out, signals)), grads = jax.value_and_grad(
-        functools.partial(batch_loss, cfg), argnums=(0, 1) if with_signals else 0, has_aux=True
+        functools.partial(batch_loss, cfg, z_loss=z_loss),
+        argnums=(0, 1) if with_signals else 0,
+        has_aux=True,
     )(params, run.zeros if with_signals else None, x, y)
     grads, signal_grads = grads if with_signals else (grads, {})
     updates, opt_state = run.tx.update(grads, carry.opt_state, params)
@@ -330,8 +335,8 @@ def train_step(cfg: Config, run: RunInputs, carry: Carry, inputs, record: bool):
     values = {}
     if cfg.curvature_sets:
         probe = measure.Probe(
-            loss_fn=lambda p: batch_loss(cfg, p, None, x, y)[0],
-            example_loss=lambda p, xi, yi: batch_loss(cfg, p, None, xi[None], yi[None])[0],
+            loss_fn=lambda p: batch_loss(cfg, p, None, x, y, z_loss)[0],
+            example_loss=lambda p, xi, yi: batch_loss(cfg, p, None, xi[None], yi[None], z_loss)[0],
             params=params,
             opt_state=opt_state,
             hp=run.hp,
