@@ -310,6 +310,11 @@ def catapult_phases(
     then their mean over the seeds with a Student-t interval (:func:`mean_interval`). Both are
     as fine as the grid: the true c_loss lies between the largest c below it and c_loss.
 
+    A catapult's loss peak can be many times :math:`L_0` (6× at c = 2.2 for a two-layer ReLU
+    network under MSE), and the engine stops a run whose loss exceeds ``divergence_factor``
+    × its initial loss (default 10): sweep catapults with a large ``divergence_factor`` (e.g.
+    10⁶), or runs that would have converged are ``"divergent"`` and c_max comes out too low.
+
     c per run: with ``lr_units = "sharpness"`` in the sweep's spec (:func:`lr_units`) the grid's
     learning rates *are* c, and η = c/λ₀ with λ₀ the recorded ``initial_sharpness``. Otherwise
     the axis is η and c = η·λ₀, with λ₀ ``lambda0`` if given (a number, or a DataArray over
