@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from jax.flatten_util import ravel_pytree
 from reference import (
     CLASSES,
     N_TRAIN,
@@ -93,3 +95,26 @@ def test_z_loss_is_refused_with_mse_and_below_zero(dataset):
         make_spec(dataset, grid={"learning_rate": [0.1], "z_loss": [1e-4]}, loss="mse")
     with pytest.raises(gl.ConfigError, match=r"grid\.z_loss.*>= 0"):
         make_spec(dataset, grid={"learning_rate": [0.1], "z_loss": [-1e-4]})
+
+
+def test_sharpness_is_that_of_the_objective_with_its_z_term(dataset):
+    """The curvature sets measure the Hessian of what the optimizer minimises: with the z-term."""
+    spec = make_spec(
+        dataset,
+        optimizers=("sgd",),
+        grid={"seed": [0], "learning_rate": [1e-3], "z_loss": [0.0, 1.0]},
+        steps=1,
+        metrics=("none", "sharpness"),
+        sharpness_iters=40,
+    )
+    ds = gl.run(spec, progress=False).sel(optimizer="sgd", seed=0, learning_rate=1e-3, step=0)
+    params = reference_params(spec, 0)
+    flat, unravel = ravel_pytree(params)
+    idx = reference_batches(N_TRAIN, 16, 1)[0]
+    x, y = dataset.x_train[idx], dataset.y_train[idx]
+    tops = []
+    for z in (0.0, 1.0):
+        hessian = jax.hessian(lambda f, z=z: reference_loss(unravel(f), x, y, z_loss=z))(flat)
+        tops.append(np.linalg.eigvalsh(np.asarray(hessian, np.float64))[-1])
+        np.testing.assert_allclose(ds.sharpness.sel(z_loss=z), tops[-1], rtol=1e-3)
+    assert abs(tops[1] - tops[0]) > 0.05 * tops[0]  # the z-term changes the curvature
