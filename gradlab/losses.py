@@ -116,7 +116,8 @@ def objective(
       Chowdhery et al., "PaLM: Scaling language modeling with Pathways", JMLR 2023
       (arXiv:2204.02311), section 5 ("z_loss = 10⁻⁴ · log² Z").
       Wortsman et al., "Small-scale proxies for large-scale Transformer training
-      instabilities", ICLR 2024 (arXiv:2309.14322), section 3.1.2.
+      instabilities", ICLR 2024 (arXiv:2309.14322): the z-loss against output-logit
+      divergence.
     """
     loss = per_example(kind, outputs, y)
     if z_loss is None:

@@ -1,7 +1,7 @@
 """gradlab.analysis.instability: learning-rate sensitivity, catapult phases, warmup.
 
 Expected values are computed here from the hand-made arrays of ``analysis_datasets`` with plain
-numpy loops over the formulas of the docstrings (Wortsman et al. 2023, Eq. 1; the phase rules of
+numpy loops over the formulas of the docstrings (Wortsman et al. 2023; the phase rules of
 Lewkowycz et al. 2020), never from gradlab itself.
 """
 
@@ -28,7 +28,7 @@ from gradlab import analysis
 
 
 def sensitivity_by_hand(initial: float, finals: list[float]) -> float:
-    """Wortsman et al. 2023, Eq. 1, for one seed: finals with NaN for a diverged run."""
+    """Wortsman et al. 2023's sensitivity for one seed: finals with NaN for a diverged run."""
     capped = [initial if np.isnan(f) else min(f, initial) for f in finals]
     best = min(capped)
     return sum(v - best for v in capped) / len(capped)

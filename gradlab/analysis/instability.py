@@ -122,7 +122,7 @@ def lr_sensitivity(
 ) -> xr.Dataset:
     r"""Learning-rate sensitivity: the loss given away, on average over the grid's learning rates.
 
-    Wortsman et al. (2023), Eq. 1, on the grid's learning rates :math:`\eta_1, \dots, \eta_m`:
+    Wortsman et al. (2023)'s definition, on the grid's learning rates :math:`\eta_1, \dots, \eta_m`:
 
     .. math:: S = \frac{1}{m} \sum_{i=1}^{m} \Bigl[\min\bigl(\ell(\eta_i), \ell_0\bigr)
        - \min_j \min\bigl(\ell(\eta_j), \ell_0\bigr)\Bigr]
@@ -165,7 +165,7 @@ def lr_sensitivity(
 
     References:
       Wortsman et al., "Small-scale proxies for large-scale Transformer training
-      instabilities", ICLR 2024 (arXiv:2309.14322), section 3.2.
+      instabilities", ICLR 2024 (arXiv:2309.14322).
     """
     dims = _point_axes(ds, lr, over, "lr_sensitivity")
     for name in (metric, "loss"):
@@ -348,8 +348,8 @@ def catapult_phases(
     References:
       Lewkowycz, Bahri, Dyer, Sohl-Dickstein, Gur-Ari, "The large learning rate phase of deep
       learning: the catapult mechanism", arXiv:2003.02218, 2020.
-      Kalra & Barkeshli, "Phase diversity in early training dynamics"/"Phase diagram of early
-      training dynamics in deep networks", NeurIPS 2023 (arXiv:2309.06345).
+      Kalra & Barkeshli, "Phase diagram of early training dynamics in deep neural networks:
+      effect of the learning rate, depth, and width", NeurIPS 2023 (arXiv:2302.12250).
     """
     dims = _point_axes(ds, lr, over, "catapult_phases")
     if not rise >= 0.0:
