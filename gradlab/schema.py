@@ -75,7 +75,8 @@ class Variable:
 
 _TABLE = (
     # -- per step, default metrics -----------------------------------------------------------
-    Variable("loss", STEP, "minibatch loss L(θ_t), mean over the batch", "loss",
+    Variable("loss", STEP, "minibatch loss L(θ_t), mean over the batch: the training objective "
+             "(with a z_loss axis, plus z·(log Σ exp logits)²)", "loss",
              higher_is_better=False, metric_set="none"),
     Variable("accuracy", STEP, "minibatch accuracy (NaN for regression)", "fraction",
              higher_is_better=True),
@@ -130,9 +131,10 @@ _TABLE = (
     Variable("diverged_at", RUN, "the step at which it diverged (-1: never)", "step",
              dtype="int32", metric_set="run"),
     Variable("final_loss", RUN, "loss on the full training set after training (NaN if "
-             "diverged)", "loss", higher_is_better=False, metric_set="run"),
-    Variable("test_loss", RUN, "loss on the test set after training (NaN if diverged)",
-             "loss", higher_is_better=False, metric_set="run"),
+             "diverged; without the z-loss term)", "loss", higher_is_better=False,
+             metric_set="run"),
+    Variable("test_loss", RUN, "loss on the test set after training (NaN if diverged; "
+             "without the z-loss term)", "loss", higher_is_better=False, metric_set="run"),
     Variable("test_accuracy", RUN, "accuracy on the test set after training (NaN if "
              "diverged or regression)", "fraction", higher_is_better=True, metric_set="run"),
 )  # fmt: skip

@@ -39,7 +39,7 @@ from gradlab.data import DATASETS
 from gradlab.errors import ConfigError, fail
 from gradlab.inits import INITS
 from gradlab.layer_rates import check_layer_rates, layer_lr_axis
-from gradlab.losses import LOSSES
+from gradlab.losses import LOSSES, Z_LOSS_LOSSES
 from gradlab.optim import HPARAM_RANGES, LR_MULT_RANGE, SCHEDULES, Range
 from gradlab.parametrizations import PARAMETRIZATIONS
 from gradlab.schema import METRIC_SETS
@@ -61,9 +61,14 @@ BATCH_ORDERS = ("shared", "per_seed")
 LR_UNITS = ("absolute", "sharpness")
 
 # Traced axes that the model or the engine read (the optimizer stages declare their own), with
-# their valid values where they are real numbers.
-MODEL_AXES = ("seed", "init_scale", "bias_std")
-MODEL_AXIS_RANGES = {"init_scale": Range(0.0, low_closed=False), "bias_std": Range(0.0)}
+# their valid values where they are real numbers. Every chain reads them: ``z_loss`` is a term
+# of the training objective (gradlab.losses.objective), not an optimizer hyperparameter.
+MODEL_AXES = ("seed", "init_scale", "bias_std", "z_loss")
+MODEL_AXIS_RANGES = {
+    "init_scale": Range(0.0, low_closed=False),
+    "bias_std": Range(0.0),
+    "z_loss": Range(0.0),
+}
 
 
 def _is_regression(data: Any) -> bool:
@@ -213,7 +218,9 @@ class SweepSpec:
         come from what it ``perturb``s; see :mod:`gradlab.models`).
       data: a :class:`DataSpec` or a ``gradlab.data.Dataset`` of arrays.
       loss: ``"cross_entropy"`` (softmax, integer labels) or ``"mse"`` (½‖f(x)−y‖² summed over
-        outputs, mean over examples; class labels become one-hot).
+        outputs, mean over examples; class labels become one-hot). A ``z_loss`` grid axis adds
+        z·(log Σ exp logits)² to the cross-entropy (:func:`gradlab.losses.objective`); it is
+        refused with ``"mse"``.
       optimizers: chain strings ``"stage|stage|..."`` (see :mod:`gradlab.optim`) or callables
         ``hparams -> optax.GradientTransformation``.
       grid: axis name -> list of values (or ``{"logspace": [a, b, n]}`` /
@@ -303,6 +310,12 @@ class SweepSpec:
             except ValueError as err:
                 raise fail(f"optimizers[{i}]", str(err)) from None
         self._check_grid(reads, open_ended)
+        if "z_loss" in self.grid and self.loss not in Z_LOSS_LOSSES:
+            raise fail(
+                "grid.z_loss",
+                f"the z-loss penalises the softmax normaliser, and loss {self.loss!r} has none: "
+                f"use loss = {Z_LOSS_LOSSES[0]!r} or drop the z_loss axis",
+            )
         self._check_training()
         self._check_lr_units()
         model = self.model if isinstance(self.model, ModelSpec) else None

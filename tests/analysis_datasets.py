@@ -185,3 +185,76 @@ def survived_dataset() -> xr.Dataset:
     test = np.array([0.85, 0.9, 0.1, np.nan])[None, :] + 0 * seed
     ds["test_accuracy"] = ds["final_loss"].copy(data=test[None])
     return ds
+
+
+def sensitivity_dataset() -> xr.Dataset:
+    """sgd and adam over seed (3) x learning_rate (4), with step-0 losses 2 + 0.1·seed and
+    final losses chosen by hand: some runs diverge, some end above their step-0 loss.
+
+    sgd, seed 0: [1.0, 0.5, 3.0 (above ℓ₀), diverged]; adam's runs never diverge.
+    """
+    grid = {"seed": [0, 1, 2], "learning_rate": [1e-3, 1e-2, 1e-1, 1.0]}
+    at = np.full((2, 3, 4), -1)
+    at[0, :, 3] = 2  # sgd diverges at lr = 1 for every seed
+    at[0, 2, 2] = 1  # and seed 2 also at lr = 0.1
+    ds = dataset(at, grid)
+    initial = 2.0 + 0.1 * np.arange(3)
+    loss = ds["loss"].values * initial[None, :, None, None]
+    ds["loss"] = ds["loss"].copy(data=loss)
+    final = np.array(
+        [
+            [[1.0, 0.5, 3.0, 7.0], [1.2, 0.4, 0.9, 7.0], [1.1, 0.6, 9.0, 7.0]],
+            [[1.5, 0.8, 0.7, 0.9], [1.4, 0.9, 0.6, 2.5], [1.6, 0.7, 0.8, 1.0]],
+        ]
+    )
+    ds["final_loss"] = ds["final_loss"].copy(data=np.where(at >= 0, np.nan, final))
+    return ds
+
+
+# catapult_dataset: each run's loss curve and sharpness by its phase (5 logged steps, L0 = 1).
+CATAPULT_LOSS = {
+    "monotone": [1.0, 0.8, 0.6, 0.5, 0.4],
+    "catapult": [1.0, 3.0, 2.0, 0.7, 0.5],
+    "unresolved": [1.0, 3.0, 2.0, 0.7, 0.5],
+    "unconverged": [1.0, 3.0, 4.0, 5.0, 6.0],
+    "diverged": [1.0, 5.0, 20.0, np.nan, np.nan],
+}
+CATAPULT_LAMBDA0 = [10.0, 20.0]  # per seed
+CATAPULT_LR = [0.05, 0.15, 0.25, 0.5, 1.0]  # c = 0.5 ... 10 (seed 0), 1 ... 20 (seed 1)
+CATAPULT_KINDS = [
+    ["monotone", "monotone", "catapult", "catapult", "diverged"],
+    ["monotone", "catapult", "unresolved", "unconverged", "diverged"],
+]
+
+
+def catapult_dataset(sharpness: bool = True) -> xr.Dataset:
+    """sgd over seed (2) x learning_rate (5) with the loss curves of CATAPULT_KINDS.
+
+    λ₀ is CATAPULT_LAMBDA0 per seed (``initial_sharpness``). With ``sharpness``: the recorded
+    sharpness is λ₀ throughout for monotone runs, 0.5·(2/η) from step 2 on for catapults (λ₀
+    before), 1.5·(2/η) from step 1 on for the unresolved run, λ₀ then NaN for the others;
+    ``sharpness_bound`` is 2/η.
+    """
+    grid = {"seed": [0, 1], "learning_rate": CATAPULT_LR}
+    at = np.full((1, 2, 5), -1)
+    at[0, 0, 4] = at[0, 1, 4] = 2
+    ds = dataset(at, grid, chains=("sgd",))
+    loss = np.array([[CATAPULT_LOSS[k] for k in row] for row in CATAPULT_KINDS])[None]
+    ds["loss"] = ds["loss"].copy(data=loss)
+    ds["initial_sharpness"] = (("seed",), np.array(CATAPULT_LAMBDA0))
+    if not sharpness:
+        return ds
+    bound = 2.0 / np.array(CATAPULT_LR)[None, :, None] + np.zeros((2, 5, STEPS))
+    lam = np.array(CATAPULT_LAMBDA0)[:, None, None] + np.zeros((2, 5, STEPS))
+    for s, row in enumerate(CATAPULT_KINDS):
+        for i, kind in enumerate(row):
+            if kind == "catapult":
+                lam[s, i, 2:] = 0.5 * bound[s, i, 2:]
+            elif kind == "unresolved":
+                lam[s, i, 1:] = 1.5 * bound[s, i, 1:]
+            elif kind != "monotone":
+                lam[s, i, 1:] = np.nan
+    dims = ("optimizer", "seed", "learning_rate", "step")
+    ds["sharpness"] = (dims, lam[None])
+    ds["sharpness_bound"] = (dims, bound[None])
+    return ds

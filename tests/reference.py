@@ -7,6 +7,7 @@ written out here with jnp and optax directly.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -48,10 +49,16 @@ def reference_forward(params, x, activation):
     return x, preacts
 
 
-def reference_loss(params, x, y, activation=jnp.tanh):
+def reference_loss(params, x, y, activation=jnp.tanh, z_loss=0.0):
+    """Mean cross-entropy, plus PaLM's z-loss z·(log Σ_k exp f_k)² written out with exp/log."""
     logits, _ = reference_forward(params, x, activation)
     logp = jax.nn.log_softmax(logits)
-    return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+    ce = -jnp.take_along_axis(logp, y[:, None], axis=1)[:, 0]
+    if not z_loss:  # the plain cross-entropy, untouched (0·(log Z)² is NaN where log Z = ∞)
+        return jnp.mean(ce)
+    top = jnp.max(logits, axis=1)
+    log_z = top + jnp.log(jnp.sum(jnp.exp(logits - top[:, None]), axis=1))
+    return jnp.mean(ce + z_loss * log_z**2)
 
 
 def norm(tree):
@@ -68,15 +75,17 @@ def reference_batches(n, batch, steps, seed=0):
     return out[:steps]
 
 
-def reference_train(spec, dataset, tx, seed, factor=10.0, history=None):
+def reference_train(spec, dataset, tx, seed, factor=10.0, history=None, z_loss=0.0):
     """Hand-written loop: losses per step, grad norms, and the divergence step (-1 if none).
 
     With a ``history`` dict, also appends per step the parameters θ_t the gradient was taken at
-    (``"params"``) and the update θ_{t+1} − θ_t (``"updates"``).
+    (``"params"``) and the update θ_{t+1} − θ_t (``"updates"``), and at the end the parameters
+    after training (``"final"``). ``z_loss`` adds the z-loss to the objective.
     """
     params = reference_params(spec, seed)
     state = tx.init(params)
-    grad_fn, update_fn = jax.jit(jax.value_and_grad(reference_loss)), jax.jit(tx.update)
+    objective = functools.partial(reference_loss, activation=jnp.tanh, z_loss=z_loss)
+    grad_fn, update_fn = jax.jit(jax.value_and_grad(objective)), jax.jit(tx.update)
     losses, grad_norms, diverged_at, loss0 = [], [], -1, None
     for t, idx in enumerate(reference_batches(N_TRAIN, 16, spec.steps)):
         x, y = dataset.x_train[idx], dataset.y_train[idx]
@@ -94,6 +103,8 @@ def reference_train(spec, dataset, tx, seed, factor=10.0, history=None):
             history.setdefault("params", []).append(params)
             history.setdefault("updates", []).append(updates)
         params = optax.apply_updates(params, updates)
+    if history is not None:
+        history["final"] = params
     return np.array(losses), np.array(grad_norms), diverged_at
 
 

@@ -22,6 +22,11 @@ trains, compiles or writes. The questions gradlab answers map onto its modules:
   :func:`trainable_depth` (against 6 ξ_c);
 - :mod:`~gradlab.analysis.curvature` — *does the sharpness sit at its stability bound?*
   :func:`edge_of_stability`, :func:`predicted_lr_boundary` (2/λ), :func:`bounded_sharpness`;
+- :mod:`~gradlab.analysis.instability` — *what happens between stable and diverged?*
+  :func:`lr_sensitivity` (Wortsman et al. 2023, with :func:`mean_interval` over seeds),
+  :func:`catapult_phases` (the phase of each run and the boundaries c_loss, c_max in units of
+  the initial sharpness, :func:`lr_units`), :func:`warmup_stability` (the gain of linear
+  warmup in the largest stable learning rate, with η·λ along the runs);
 - :mod:`~gradlab.analysis.width` — *does a parametrization keep every layer's scale and the
   best learning rate fixed as the network widens?* :func:`coord_check`, :func:`optimal_lr`,
   :func:`lr_transfer_exponent`;
@@ -47,8 +52,9 @@ something other than one Dataset, by design:
   :func:`gradlab.theory.critical_sigma_w2`), so that analysis does not pick an activation's
   theory for the caller;
 - :func:`crossing` and :func:`power_law_exponent` read a DataArray (any measured curve);
-- :func:`concat_sweeps` reads several Datasets; :func:`claims_table` and :class:`ClaimSet`
-  read numbers (and :meth:`ClaimSet.save` / :func:`load_claims` write and read a file);
+- :func:`concat_sweeps` and :func:`warmup_stability` read several Datasets;
+  :func:`claims_table` and :class:`ClaimSet` read numbers (and :meth:`ClaimSet.save` /
+  :func:`load_claims` write and read a file);
   :func:`wilson_interval` reads counts; :func:`profile_score` reads a profile;
   :func:`performance_profile` accepts a DataArray of costs instead of a metric name;
 - :func:`format_table`, :func:`markdown_table`, :func:`table_cells` read a DataFrame.
@@ -74,6 +80,14 @@ from gradlab.analysis.comparison import (
 )
 from gradlab.analysis.curvature import bounded_sharpness, edge_of_stability, predicted_lr_boundary
 from gradlab.analysis.fits import crossing, power_law_exponent
+from gradlab.analysis.instability import (
+    PHASES,
+    catapult_phases,
+    lr_sensitivity,
+    lr_units,
+    mean_interval,
+    warmup_stability,
+)
 from gradlab.analysis.mean_field import (
     chi1_profile,
     critical_init_scale,
@@ -124,6 +138,7 @@ from gradlab.analysis.width import WIDTH, coord_check, lr_transfer_exponent, opt
 
 __all__ = [
     "LR",
+    "PHASES",
     "SEED",
     "SUMMARY_COLUMNS",
     "TABLE_COLUMNS",
@@ -135,6 +150,7 @@ __all__ = [
     "best_learning_rate",
     "best_over",
     "bounded_sharpness",
+    "catapult_phases",
     "chain_reads",
     "chain_rows",
     "chance_accuracy",
@@ -156,10 +172,13 @@ __all__ = [
     "hyperparameter_axes",
     "layer_widths",
     "load_claims",
+    "lr_sensitivity",
     "lr_transfer_exponent",
+    "lr_units",
     "markdown_table",
     "max_stable_lr",
     "max_trained_lr",
+    "mean_interval",
     "median_interval",
     "optimal_lr",
     "per_parameter_rms",
@@ -179,5 +198,6 @@ __all__ = [
     "trainable_depth",
     "trains",
     "typical_grad_norm",
+    "warmup_stability",
     "wilson_interval",
 ]

@@ -284,9 +284,10 @@ def chain_reads(spec: SweepSpec) -> dict[str, list[bool]]:
 
     Returns:
       For every traced grid axis that is not a model axis (``seed``, ``init_scale``,
-      ``bias_std``): one flag per chain of ``spec.optimizers``, true if the chain reads it
-      (a stage of the chain takes it, or it is a per-layer learning rate ``lr_mult_l``, which
-      every chain string reads; a user's callable chain reads every axis).
+      ``bias_std``, ``z_loss``: every chain reads those): one flag per chain of
+      ``spec.optimizers``, true if the chain reads it (a stage of the chain takes it, or it is
+      a per-layer learning rate ``lr_mult_l``, which every chain string reads; a user's
+      callable chain reads every axis).
     """
     return {
         axis: [optim.reads_axis(chain, axis) for chain in spec.optimizers]

@@ -212,15 +212,17 @@ def apply_model(cfg: Config, params: Any, x: jax.Array, zeros: Any = None):
     return out, signals
 
 
-def batch_loss(cfg: Config, params: Any, zeros: Any, x: jax.Array, y: jax.Array):
-    """Mean loss over a batch, the outputs and the sown pre-activations (with ``zeros``, the
-    perturbations whose gradients are the backward signals; ``None``: no signals)."""
+def batch_loss(cfg: Config, params: Any, zeros: Any, x: jax.Array, y: jax.Array, z_loss=None):
+    """Mean training objective over a batch (the loss, plus the z-loss with a traced ``z_loss``:
+    :func:`gradlab.losses.objective`), the outputs and the sown pre-activations (with ``zeros``,
+    the perturbations whose gradients are the backward signals; ``None``: no signals)."""
     out, signals = apply_model(cfg, params, x, zeros)
-    return jnp.mean(losses.per_example(cfg.loss, out, y)), (out, signals)
+    return jnp.mean(losses.objective(cfg.loss, out, y, z_loss)), (out, signals)
 
 
 def evaluate(cfg: Config, params: Any, xs: jax.Array, ys: jax.Array, mask: jax.Array):
-    """Mean loss and accuracy over a data set laid out as [batches, EVAL_BATCH, ...]."""
+    """Mean loss and accuracy over a data set laid out as [batches, EVAL_BATCH, ...]; the loss
+    without the z-loss term, so that final and test losses compare across ``z_loss`` values."""
     if xs.shape[0] * xs.shape[1] == 0:
         return jnp.full([], jnp.nan), jnp.full([], jnp.nan)
 
@@ -339,8 +341,11 @@ def train_step(cfg: Config, run: RunInputs, carry: Carry, inputs, record: bool):
     params = carry.params
     measure_all = record and cfg.record_all
     with_signals = measure_all and cfg.n_signals > 0
+    z_loss = run.hp.get("z_loss")
     (loss, (out, signals)), grads = jax.value_and_grad(
-        functools.partial(batch_loss, cfg), argnums=(0, 1) if with_signals else 0, has_aux=True
+        functools.partial(batch_loss, cfg, z_loss=z_loss),
+        argnums=(0, 1) if with_signals else 0,
+        has_aux=True,
     )(params, run.zeros if with_signals else None, x, y)
     grads, signal_grads = grads if with_signals else (grads, {})
     updates, opt_state = run.tx.update(grads, carry.opt_state, params)
@@ -370,9 +375,9 @@ def train_step(cfg: Config, run: RunInputs, carry: Carry, inputs, record: bool):
     values = {}
     if cfg.curvature_sets:
         probe = measure.Probe(
-            loss_fn=lambda p: batch_loss(cfg, p, None, x, y)[0],
+            loss_fn=lambda p: batch_loss(cfg, p, None, x, y, z_loss)[0],
             signals=lambda p: M.flat_signals(batch_loss(cfg, p, run.zeros, x, y)[1][1]),
-            example_loss=lambda p, xi, yi: batch_loss(cfg, p, None, xi[None], yi[None])[0],
+            example_loss=lambda p, xi, yi: batch_loss(cfg, p, None, xi[None], yi[None], z_loss)[0],
             params=params,
             opt_state=opt_state,
             hp=run.hp,
@@ -428,11 +433,14 @@ def make_chain(cfg: Config, hp: dict[str, jax.Array]) -> Any:
     )
 
 
-def initial_sharpness(cfg: Config, params: Any, x: jax.Array, y: jax.Array) -> jax.Array:
-    """λ₀ = λ_max(∇²L(θ_0)) of the loss on ``(x, y)`` (the training set), by Lanczos with
+def initial_sharpness(
+    cfg: Config, params: Any, x: jax.Array, y: jax.Array, z_loss: Any = None
+) -> jax.Array:
+    """λ₀ = λ_max(∇²L(θ_0)) of the training objective on ``(x, y)`` (the training set; with
+    the z-loss where the grid has one, as the steps minimise it), by Lanczos with
     ``sharpness_iters`` steps from a fixed start
     (:func:`gradlab.curvature.top_hessian_eigenvalue`)."""
-    loss_fn = lambda p: batch_loss(cfg, p, None, x, y)[0]
+    loss_fn = lambda p: batch_loss(cfg, p, None, x, y, z_loss)[0]
     start = jax.tree.map(jnp.zeros_like, params)
     value, _ = curvature.top_hessian_eigenvalue(
         loss_fn, params, start, num_iters=cfg.sharpness_iters
@@ -457,7 +465,8 @@ def train_run(cfg: Config, hp, params, order, x_train, y_train, eval_train, eval
         )
     first = {}
     if cfg.initial_sharpness:
-        first["initial_sharpness"] = lam0 = initial_sharpness(cfg, params, x_train, y_train)
+        lam0 = initial_sharpness(cfg, params, x_train, y_train, hp.get("z_loss"))
+        first["initial_sharpness"] = lam0
         if cfg.lr_units == "sharpness":
             hp = {**hp, "learning_rate": hp["learning_rate"] / lam0}
     tx = make_chain(cfg, hp)
