@@ -35,6 +35,7 @@ _NAMES = {
     "load": "gradlab.store",
     "make_plan": "gradlab.engine",
     "run": "gradlab.engine",
+    "replay": "gradlab.engine.replay",
 }
 
 
@@ -77,6 +78,7 @@ __all__ = [
     "parametrizations",
     "plots",
     "read_toml",
+    "replay",
     "report",
     "run",
     "schema",

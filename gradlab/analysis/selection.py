@@ -332,9 +332,9 @@ def hyperparameter_axes(ds: xr.Dataset) -> tuple[str, ...]:
 
     ``gl.run`` writes a boolean coordinate ``reads_<axis>`` on ``optimizer`` for every optimizer
     hyperparameter axis of the grid (a traced axis other than the model axes ``seed``,
-    ``init_scale``, ``bias_std``, ``z_loss``: ``learning_rate``, ``clip_norm``, ``momentum``, ...). Model
-    and static axes are read by every chain and have none; nor does a Dataset written before
-    gradlab recorded it, or one built by hand.
+    ``init_scale``, ``bias_std``, ``z_loss``: ``learning_rate``, ``clip_norm``, ``momentum``,
+    ...). Model and static axes are read by every chain and have none; nor does a Dataset
+    written before gradlab recorded it, or one built by hand.
 
     Args:
       ds: a result Dataset.

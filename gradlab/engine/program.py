@@ -80,6 +80,9 @@ class Config:
     initial_sharpness: bool = False  # measure λ₀ = λ_max(∇²L(θ_0)) on the training set
     lr_units: str = "absolute"  # "sharpness": the learning_rate hyperparameter is c, η = c/λ₀
     dtype: str = "float32"  # the grid's dtype axis: see param_dtype and compute_dtype
+    # Also return θ_t at every logged step ("params", stacked on a leading step axis) and θ
+    # after training ("final_params"), in the model's layout (gradlab.engine.replay).
+    snapshot: bool = False
 
     @property
     def param_dtype(self) -> Any:
@@ -478,9 +481,12 @@ def train_run(cfg: Config, hp, params, order, x_train, y_train, eval_train, eval
 
     def block(carry, inputs):
         t, idx = inputs
+        params_at_t = carry.params
         carry, recorded = train_step(cfg, run, carry, (t[0], None if idx is None else idx[0]), True)
         if cfg.log_every > 1:
             carry, _ = jax.lax.scan(plain, carry, (t[1:], None if idx is None else idx[1:]))
+        if cfg.snapshot:  # θ_t of the block's recorded step, as the module reads it
+            recorded = {**recorded, "params": cfg.storage(params_at_t)}
         if cfg.progress_every:  # t is the scan's counter, the same for every run
             progress.report(t[0] // cfg.log_every, cfg.progress_every, cfg.log_every, cfg.steps)
         return with_param_sq(cfg, carry), recorded
@@ -509,6 +515,8 @@ def train_run(cfg: Config, hp, params, order, x_train, y_train, eval_train, eval
         )
         carry, _ = jax.lax.scan(plain, carry, rest)
     out = {**recorded, **first, **final_results(cfg, carry, eval_train, eval_test)}
+    if cfg.snapshot:
+        out["final_params"] = cfg.storage(carry.params)
     if cfg.param_dtype == jnp.float32:
         return out
     narrow = lambda a: a.astype(jnp.float32) if jnp.issubdtype(a.dtype, jnp.floating) else a

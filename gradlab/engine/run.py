@@ -94,18 +94,13 @@ def run(
         platform=devices[0].platform,
     )
     run_dir = _open_run_dir(out, plan, overwrite) if out else None
-    data_args = [jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)]
-    eval_args = [
-        jax.tree.map(jnp.asarray, eval_layout(dataset.x_train, dataset.y_train)),
-        jax.tree.map(jnp.asarray, eval_layout(dataset.x_test, dataset.y_test)),
-    ]
+    arrays = device_arrays(dataset)
     bar = Bar(sum(plan.layout.group_runs(g) for g in range(len(plan.groups))), progress)
     results: dict[tuple[int, int], dict[str, np.ndarray]] = {}
     clock = _Clock(start, run_dir)
     try:  # the run directory's lease is released however this ends
-        for g, group in enumerate(plan.groups):
-            order = plan.batch_order(group, dataset.x_train.shape[0])
-            args = [*data_args, None if order is None else jnp.asarray(order), *eval_args]
+        for g in range(len(plan.groups)):
+            args = program_args(plan, g, dataset.x_train.shape[0], arrays)
             _train_group(plan, g, args, devices, run_dir, results, bar, clock)
         bar.close()
         _barrier("gradlab-chunks-done", run_dir)
@@ -119,6 +114,25 @@ def run(
     if run_dir:
         return run_dir.finish(attrs, write=jax.process_index() == 0)
     return store.assemble(plan.layout, results, plan.spec_toml, attrs)
+
+
+def device_arrays(dataset: Any) -> tuple[list[Any], list[Any]]:
+    """The data set on the device, once per sweep: the training arrays and the two evaluation
+    layouts (:func:`~gradlab.engine.plan.eval_layout`)."""
+    train = [jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)]
+    evals = [
+        jax.tree.map(jnp.asarray, eval_layout(dataset.x_train, dataset.y_train)),
+        jax.tree.map(jnp.asarray, eval_layout(dataset.x_test, dataset.y_test)),
+    ]
+    return train, evals
+
+
+def program_args(plan: Plan, g: int, n_train: int, arrays: tuple[list[Any], list[Any]]):
+    """The arguments of group ``g``'s program after the hyperparameters: the training arrays,
+    the shared batch order (``None``: full batch or per-seed orders), the evaluation layouts."""
+    order = plan.batch_order(plan.groups[g], n_train)
+    train, evals = arrays
+    return [*train, None if order is None else jnp.asarray(order), *evals]
 
 
 def _open_run_dir(out: str, plan: Plan, overwrite: bool) -> store.RunDir:
