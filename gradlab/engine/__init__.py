@@ -12,6 +12,7 @@
 ``progress``       the progress bar: compilation as its own phase, chunks, and (opt-in) the
                    steps within a chunk reported from the compiled program
 ``run``            :func:`run`: orchestration, persistence through :mod:`gradlab.store`
+``replay``         :func:`~gradlab.engine.replay.replay`: one run again, with its parameters
 =================  ==========================================================================
 """
 
