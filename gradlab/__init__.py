@@ -36,6 +36,7 @@ _NAMES = {
     "make_plan": "gradlab.engine",
     "run": "gradlab.engine",
     "replay": "gradlab.engine.replay",
+    "load_params": "gradlab.saved_params",
 }
 
 
@@ -71,6 +72,7 @@ __all__ = [
     "from_toml",
     "layer_rates",
     "load",
+    "load_params",
     "make_plan",
     "metrics",
     "models",

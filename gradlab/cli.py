@@ -81,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
     distributed.add_argument("--process-id", type=int, help="this process's index")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument(
+        "--save-params",
+        action="store_true",
+        help="also keep every run's final parameters in the run directory (params/*.nc; read "
+        "one back with gradlab.load_params(DIR, optimizer=..., seed=..., ...))",
+    )
+    run.add_argument(
         "--progress-steps",
         action="store_true",
         help="move the progress bar within each chunk, not only when a chunk finishes (the "
@@ -195,6 +201,7 @@ def _run(args: argparse.Namespace) -> int:
         out=out,
         chunk_size=args.chunk_size,
         progress=False if args.no_progress else "steps" if args.progress_steps else True,
+        save_params=args.save_params,
         overwrite=args.overwrite,
         **kwargs,
     )

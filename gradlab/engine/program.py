@@ -83,6 +83,7 @@ class Config:
     # Also return θ_t at every logged step ("params", stacked on a leading step axis) and θ
     # after training ("final_params"), in the model's layout (gradlab.engine.replay).
     snapshot: bool = False
+    keep_final_params: bool = False  # also return "final_params" (gl.run(save_params=True))
 
     @property
     def param_dtype(self) -> Any:
@@ -515,7 +516,7 @@ def train_run(cfg: Config, hp, params, order, x_train, y_train, eval_train, eval
         )
         carry, _ = jax.lax.scan(plain, carry, rest)
     out = {**recorded, **first, **final_results(cfg, carry, eval_train, eval_test)}
-    if cfg.snapshot:
+    if cfg.snapshot or cfg.keep_final_params:
         out["final_params"] = cfg.storage(carry.params)
     if cfg.param_dtype == jnp.float32:
         return out

@@ -23,7 +23,7 @@ import xarray as xr
 
 from gradlab import store
 from gradlab.engine import platform, program
-from gradlab.engine.plan import make_plan, resolve_data
+from gradlab.engine.plan import chain_reads, make_plan, resolve_data
 from gradlab.engine.run import device_arrays, program_args
 from gradlab.errors import ConfigError, fail
 from gradlab.spec import SweepSpec
@@ -42,7 +42,8 @@ class Replay(NamedTuple):
       final_params: θ after training (a diverged run's parameters stay those of the step
         before it diverged: its updates stop there).
       module: the Flax module of the run, ready for ``module.apply({"params": p}, x)``.
-      ds: the run's result Dataset (one point on every grid axis), as the sweep records it.
+      ds: the run's result Dataset (one point on every grid axis the chain reads), as the
+        sweep records it.
     """
 
     params: Any
@@ -82,7 +83,9 @@ def replay(
     """
     spec = spec if spec is not None else _spec_of(ds)
     point = _one_run(ds, selection)
-    chain = _chain(spec, point.pop("optimizer"))
+    o, chain = _chain(spec, point.pop("optimizer"))
+    unread = [a for a, flags in chain_reads(spec).items() if not flags[o]]
+    point = {k: v for k, v in point.items() if k not in unread}  # the run is the same along them
     if every is None:
         every = spec.log_every
     _check_every(every, spec, ds)
@@ -141,12 +144,12 @@ def _one_run(ds: xr.Dataset, selection: Mapping[str, Any]) -> dict[str, Any]:
     return point
 
 
-def _chain(spec: SweepSpec, name: str) -> Any:
+def _chain(spec: SweepSpec, name: str) -> tuple[int, Any]:
     from gradlab.optim import chain_name
 
-    for chain in spec.optimizers:
+    for o, chain in enumerate(spec.optimizers):
         if chain_name(chain) == name:
-            return chain
+            return o, chain
     raise ConfigError(f"optimizer: {name!r} is not a chain of the spec")
 
 

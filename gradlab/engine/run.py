@@ -8,6 +8,7 @@ The orchestration only: what to compute is in :mod:`~gradlab.engine.plan`, how i
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import sys
@@ -19,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from gradlab import store
+from gradlab import saved_params, store
 from gradlab.engine import cache, platform, program
 from gradlab.engine.plan import Plan, eval_layout, make_plan, resolve_data
 from gradlab.engine.progress import Bar, check_mode
@@ -39,6 +40,7 @@ def run(
     overwrite: bool = False,
     memory_budget: int | None = None,
     devices: list[Any] | None = None,
+    save_params: bool = False,
 ) -> xr.Dataset:
     """Train every run of ``spec`` and return the labelled results.
 
@@ -67,6 +69,9 @@ def run(
         on CPU; half of the devices' memory on GPU or TPU, see
         :func:`gradlab.engine.default_memory_budget`).
       devices: the local devices to shard each chunk over (default: ``jax.local_devices()``).
+      save_params: also write every run's final parameters to ``out`` as its chunks finish
+        (:mod:`gradlab.saved_params`; read one back with :func:`gradlab.load_params`). A run
+        directory resumed with it computes again the chunks whose parameters are missing.
 
     Returns:
       An ``xarray.Dataset`` with dims ``optimizer``, every grid axis, ``step`` and ``layer``
@@ -80,6 +85,8 @@ def run(
     check_mode(progress)
     start = time.perf_counter()
     devices = list(devices) if devices else jax.local_devices()
+    if save_params and out is None:
+        raise ConfigError("save_params: the parameters are saved in a run directory: give out=")
     if jax.process_count() > 1 and out is None:
         raise ConfigError("out: a multi-process sweep needs a run directory on a shared filesystem")
     dataset = resolve_data(spec.data, cache=True)
@@ -93,6 +100,9 @@ def run(
         len(devices),
         platform=devices[0].platform,
     )
+    if save_params:  # the programs also return θ_T
+        configs = tuple(dataclasses.replace(c, keep_final_params=True) for c in plan.configs)
+        plan = dataclasses.replace(plan, configs=configs)
     run_dir = _open_run_dir(out, plan, overwrite) if out else None
     arrays = device_arrays(dataset)
     bar = Bar(sum(plan.layout.group_runs(g) for g in range(len(plan.groups))), progress)
@@ -165,7 +175,9 @@ def _train_group(
     first = plan.layout.chunk_keys().index((g, 0))  # the sweep-wide index of chunk (g, 0)
     chunks = range(plan.num_chunks(g))
     mine = [c for c in chunks if (first + c) % processes == process]
-    todo = [c for c in mine if not (run_dir and run_dir.has_chunk(g, c))]
+    keep = plan.configs[g].keep_final_params
+    done = [c for c in mine if run_dir and run_dir.has_chunk(g, c)]
+    todo = [c for c in mine if c not in done or (keep and not _has_params(run_dir, g, c))]
     bar.update(sum(plan.chunk_len(g, c) for c in chunks if c not in todo))
     if not todo:
         return
@@ -201,12 +213,20 @@ def _train_group(
         with bar.chunk(n):
             outputs = jax.device_get(chunk_program(hp, *args))
         clock.run_time += time.perf_counter() - t0
+        final_params = outputs.pop("final_params", None)
         outputs = {k: np.asarray(v)[:n] for k, v in outputs.items()}
-        if run_dir:
+        if final_params is not None:  # before the chunk: a chunk on disk has its parameters
+            real = jax.tree.map(lambda a, n=n: np.asarray(a)[:n], final_params)
+            saved_params.write_params(run_dir.path, g, c, real)
+        if run_dir and c not in done:
             run_dir.write_chunk(g, c, outputs)
-        else:
+        elif not run_dir:
             results[(g, c)] = outputs
         clock.chunk_done()
+
+
+def _has_params(run_dir: store.RunDir | None, g: int, c: int) -> bool:
+    return run_dir is not None and saved_params.params_path(run_dir.path, g, c).exists()
 
 
 class _Clock:

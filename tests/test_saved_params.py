@@ -1,0 +1,92 @@
+"""``save_params``: every run's final parameters beside its chunks, read back one run at a time."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gradlab as gl
+
+CLIP = "clip_by_global_norm|sgd"
+
+
+@pytest.fixture(scope="module")
+def spec():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(80, 6)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32)
+    return gl.SweepSpec(
+        model=gl.ModelSpec(hidden=(5,)),
+        data=gl.data.from_arrays(x[:64], y[:64], x[64:], y[64:]),
+        optimizers=("sgd", CLIP),
+        grid={"seed": [0, 1], "clip_norm": [0.1, 1.0], "learning_rate": [0.3, 300.0]},
+        steps=6,
+        batch_size=16,
+    )
+
+
+@pytest.fixture(scope="module")
+def saved(spec, tmp_path_factory):
+    out = tmp_path_factory.mktemp("saved") / "run"
+    ds = gl.run(spec, out=str(out), chunk_size=3, save_params=True, progress=False)
+    return ds, out
+
+
+def _loss(module, params, data):
+    logits = module.apply({"params": params}, data.x_train)
+    return float(-jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(64), data.y_train]))
+
+
+@pytest.mark.parametrize("chain", ["sgd", CLIP])
+def test_saved_parameters_are_each_runs_own(spec, saved, chain):
+    ds, out = saved
+    for seed in (0, 1):
+        for clip_norm in (0.1, 1.0):
+            at = {"optimizer": chain, "seed": seed, "clip_norm": clip_norm, "learning_rate": 0.3}
+            params = gl.load_params(out, **at)
+            replayed = gl.replay(ds, spec=spec, **at)  # the same run trained alone
+            close = lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6)
+            jax.tree.map(close, params, replayed.final_params)
+            loss = _loss(replayed.module, params, spec.data)
+            np.testing.assert_allclose(loss, float(ds["final_loss"].sel(at)), rtol=1e-5)
+
+
+def test_a_diverged_runs_parameters_are_finite(saved):
+    ds, out = saved
+    at = {"optimizer": "sgd", "seed": 0, "clip_norm": 0.1, "learning_rate": 300.0}
+    assert bool(ds["diverged"].sel(at))
+    assert all(np.isfinite(a).all() for a in jax.tree.leaves(gl.load_params(out, **at)))
+
+
+def test_missing_parameters_are_computed_again_and_nothing_else(spec, saved, tmp_path):
+    import shutil
+
+    _, out = saved
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    lost = copy / "params" / "g001-c00001.nc"
+    lost.unlink()
+    chunks = {p: p.stat().st_mtime_ns for p in (copy / "chunks").glob("*.nc")}
+    result = (copy / "result.nc").stat().st_mtime_ns
+    gl.run(spec, out=str(copy), save_params=True, progress=False)
+    assert lost.exists()
+    assert {p: p.stat().st_mtime_ns for p in chunks} == chunks  # no chunk rewritten
+    assert (copy / "result.nc").stat().st_mtime_ns == result  # the finished result kept
+    at = {"optimizer": CLIP, "seed": 0, "clip_norm": 1.0, "learning_rate": 0.3}  # run 3: chunk 1
+    jax.tree.map(
+        np.testing.assert_array_equal, gl.load_params(copy, **at), gl.load_params(out, **at)
+    )
+
+
+def test_bad_requests_are_refused(spec, saved, tmp_path):
+    _, out = saved
+    with pytest.raises(gl.ConfigError, match=r"^save_params: .*give out="):
+        gl.run(spec, save_params=True, progress=False)
+    with pytest.raises(gl.ConfigError, match=r"^learning_rate: the selection names 2 runs"):
+        gl.load_params(out, optimizer="sgd", seed=0, clip_norm=0.1)
+    unsaved = tmp_path / "unsaved"
+    gl.run(spec.replace(steps=2), out=str(unsaved), progress=False)
+    with pytest.raises(FileNotFoundError, match="--save-params"):
+        gl.load_params(unsaved, optimizer="sgd", seed=0, clip_norm=0.1, learning_rate=0.3)
