@@ -28,47 +28,43 @@ import dataclasses
 import functools
 import hashlib
 import math
-import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-
-import numpy as np
 
 from gradlab.activations import ACTIVATIONS
 from gradlab.data import DATASETS
 from gradlab.errors import ConfigError, fail
+from gradlab.grid import (
+    DTYPES,
+    MODEL_AXES,
+    STATIC_AXES,
+    STRUCTURE_AXES,
+    check_axis_values,
+    expand_axis,
+    is_int,
+    is_real,
+)
 from gradlab.inits import INITS
 from gradlab.layer_rates import check_layer_rates, layer_lr_axis
 from gradlab.losses import LOSSES, Z_LOSS_LOSSES
-from gradlab.optim import HPARAM_RANGES, LR_MULT_RANGE, SCHEDULES, Range
+from gradlab.optim import SCHEDULES
 from gradlab.parametrizations import PARAMETRIZATIONS
 from gradlab.schema import METRIC_SETS
 
+BATCH_ORDERS = ("shared", "per_seed")
+LR_UNITS = ("absolute", "sharpness")
+
 __all__ = [
+    "DTYPES",
+    "MODEL_AXES",
     "STATIC_AXES",
+    "STRUCTURE_AXES",
     "ConfigError",
     "DataSpec",
     "ModelSpec",
     "SweepSpec",
     "expand_axis",
 ]
-
-
-STATIC_AXES = ("activation", "init", "batch_size", "width", "depth", "dtype")
-DTYPES = ("float32", "float64", "bfloat16")  # the dtype axis: see gradlab.engine.program.Config
-STRUCTURE_AXES = ("width", "depth")  # static axes that change the network's shape
-BATCH_ORDERS = ("shared", "per_seed")
-LR_UNITS = ("absolute", "sharpness")
-
-# Traced axes that the model or the engine read (the optimizer stages declare their own), with
-# their valid values where they are real numbers. Every chain reads them: ``z_loss`` is a term
-# of the training objective (gradlab.losses.objective), not an optimizer hyperparameter.
-MODEL_AXES = ("seed", "init_scale", "bias_std", "z_loss")
-MODEL_AXIS_RANGES = {
-    "init_scale": Range(0.0, low_closed=False),
-    "bias_std": Range(0.0),
-    "z_loss": Range(0.0),
-}
 
 
 def _is_regression(data: Any) -> bool:
@@ -78,18 +74,10 @@ def _is_regression(data: Any) -> bool:
     return getattr(data, "num_classes", 0) is None
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 def _check_positive_int(field: str, value: Any, *, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
-    if not _is_int(value) or value <= 0:
+    if not is_int(value) or value <= 0:
         raise fail(field, f"must be a positive integer, got {value!r}")
 
 
@@ -129,7 +117,7 @@ class ModelSpec:
         if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
             raise fail("model.hidden", f"must be a list of positive integers, got {hidden!r}")
         for i, width in enumerate(hidden):
-            if not _is_int(width) or width <= 0:
+            if not is_int(width) or width <= 0:
                 raise fail(f"model.hidden[{i}]", f"must be a positive integer, got {width!r}")
         object.__setattr__(self, "hidden", tuple(int(w) for w in hidden))
         if self.activation not in ACTIVATIONS:
@@ -195,9 +183,9 @@ class DataSpec:
         if self.name not in DATASETS:
             raise fail("data.name", f"unknown data set {self.name!r}; valid: {', '.join(DATASETS)}")
         _check_positive_int("data.n_train", self.n_train, allow_none=True)
-        if self.n_test is not None and (not _is_int(self.n_test) or self.n_test < 0):
+        if self.n_test is not None and (not is_int(self.n_test) or self.n_test < 0):
             raise fail("data.n_test", f"must be a non-negative integer, got {self.n_test!r}")
-        if not _is_int(self.seed) or self.seed < 0:
+        if not is_int(self.seed) or self.seed < 0:
             raise fail("data.seed", f"must be a non-negative integer, got {self.seed!r}")
         if self.data_dir is not None and not isinstance(self.data_dir, str):
             raise fail("data.data_dir", f"must be a path string, got {self.data_dir!r}")
@@ -362,7 +350,7 @@ class SweepSpec:
                     + ", lr_mult_0, lr_mult_1, ... (per-layer learning rates)",
                 )
             grid[name] = expand_axis(field, values)
-            _check_axis_values(field, name, grid[name])
+            check_axis_values(field, name, grid[name])
         object.__setattr__(self, "grid", grid)
         self._check_structure_axes()
 
@@ -420,13 +408,13 @@ class SweepSpec:
         _check_positive_int("sharpness_every", self.sharpness_every)
         _check_positive_int("sharpness_iters", self.sharpness_iters)
         factor = self.divergence_factor
-        if not _is_real(factor) or not math.isfinite(factor) or factor <= 1:
+        if not is_real(factor) or not math.isfinite(factor) or factor <= 1:
             raise fail("divergence_factor", f"must be a finite number > 1, got {factor!r}")
         if self.schedule not in SCHEDULES:
             raise fail(
                 "schedule", f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}"
             )
-        if not _is_int(self.warmup_steps) or self.warmup_steps < 0:
+        if not is_int(self.warmup_steps) or self.warmup_steps < 0:
             raise fail("warmup_steps", f"must be a non-negative integer: {self.warmup_steps!r}")
         if self.schedule.startswith("warmup") and self.warmup_steps == 0:
             raise fail("warmup_steps", f"schedule {self.schedule!r} needs warmup_steps > 0")
@@ -435,7 +423,7 @@ class SweepSpec:
                 "batch_order",
                 f"unknown batch order {self.batch_order!r}; valid: {', '.join(BATCH_ORDERS)}",
             )
-        if not _is_int(self.data_seed) or self.data_seed < 0:
+        if not is_int(self.data_seed) or self.data_seed < 0:
             raise fail("data_seed", f"must be a non-negative integer, got {self.data_seed!r}")
 
     # -- derived views ------------------------------------------------------------------------
@@ -498,91 +486,3 @@ class SweepSpec:
     def fingerprint(self) -> str:
         """A hash of everything that determines the results (used to guard run directories)."""
         return hashlib.sha256(self.toml.encode()).hexdigest()[:16]
-
-
-def expand_axis(field: str, values: Any) -> tuple[Any, ...]:
-    """Turn a grid axis description into a tuple of values.
-
-    Accepts a list of numbers or strings, a numpy array, or a table ``{"logspace": [a, b, n]}``
-    (n values from 10^a to 10^b) or ``{"linspace": [a, b, n]}``.
-    """
-    if isinstance(values, Mapping):
-        if len(values) != 1 or next(iter(values)) not in ("logspace", "linspace"):
-            raise fail(field, f"a table must be {{logspace = [a, b, n]}} or linspace: {values!r}")
-        kind, args = next(iter(values.items()))
-        if (
-            not isinstance(args, Sequence)
-            or len(args) != 3
-            or not all(_is_real(a) and math.isfinite(a) for a in args[:2])
-            or not _is_int(args[2])
-            or args[2] < 1
-        ):
-            raise fail(field, f"{kind} takes [start, stop, count], got {args!r}")
-        if args[1] < args[0]:
-            raise fail(field, f"{kind} range is reversed: {args[0]} > {args[1]}")
-        fn = np.logspace if kind == "logspace" else np.linspace
-        values = tuple(float(v) for v in fn(args[0], args[1], int(args[2])))
-        if len(set(values)) != len(values):
-            raise fail(field, f"{kind} {list(args)} gives repeated values: {list(values)}")
-        return values
-    if isinstance(values, np.ndarray):
-        values = values.tolist()
-    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
-        values = [values]
-    values = tuple(v.item() if isinstance(v, np.generic) else v for v in values)
-    if not values:
-        raise fail(field, "must have at least one value")
-    for v in values:
-        if not isinstance(v, (str, numbers.Number)):
-            raise fail(field, f"values must be numbers or names, got {v!r}")
-    if len(set(values)) != len(values):
-        raise fail(field, f"has repeated values: {list(values)}")
-    return values
-
-
-def _check_axis_values(field: str, name: str, values: tuple[Any, ...]) -> None:
-    if name == "activation":
-        for v in values:
-            if v not in ACTIVATIONS:
-                raise fail(field, f"unknown activation {v!r}; valid: {', '.join(ACTIVATIONS)}")
-        return
-    if name == "dtype":
-        for v in values:
-            if v not in DTYPES:
-                raise fail(field, f"unknown dtype {v!r}; valid: {', '.join(DTYPES)}")
-        return
-    if name == "init":
-        for v in values:
-            if v not in INITS:
-                raise fail(field, f"unknown init {v!r}; valid: {', '.join(INITS)}")
-        return
-    if name in ("batch_size", "seed", "width", "depth"):
-        for v in values:
-            if not _is_int(v) or v < (0 if name == "seed" else 1):
-                kind = "non-negative" if name == "seed" else "positive"
-                raise fail(field, f"values must be {kind} integers, got {v!r}")
-            if name == "seed" and v >= 2**31:  # seeds are int32 inside the program
-                raise fail(field, f"values must be below 2**31 (int32), got {v!r}")
-        return
-    _check_real_values(field, name, values)
-
-
-def _check_real_values(field: str, name: str, values: tuple[Any, ...]) -> None:
-    """A traced real axis: finite, in its domain, and the same numbers as float32, which is how
-    the compiled program receives them (so 1e39 would become inf and 1e-320 zero, and two
-    values closer than float32 resolves would label one run twice)."""
-    valid = HPARAM_RANGES.get(name) or MODEL_AXIS_RANGES.get(name) or Range(-math.inf)
-    if layer_lr_axis(name) is not None:
-        valid = LR_MULT_RANGE
-    for v in values:
-        if not _is_real(v) or not math.isfinite(v):
-            raise fail(field, f"values must be finite numbers, got {v!r}")
-        if v not in valid:
-            raise fail(field, f"values must be {valid}, got {v!r}")
-        with np.errstate(over="ignore", under="ignore"):
-            as_float32 = np.float32(v)
-        if not np.isfinite(as_float32) or (v != 0 and as_float32 == 0):
-            raise fail(field, f"{v!r} is not representable in float32 (it becomes {as_float32})")
-    rounded = [float(np.float32(v)) for v in values]
-    if len(set(rounded)) != len(rounded):
-        raise fail(field, f"values are equal in float32 (the same runs twice): {list(values)}")

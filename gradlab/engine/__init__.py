@@ -3,6 +3,7 @@
 =================  ==========================================================================
 ``plan``           groups x the flat table of traced runs, chunking, batch orders, the memory
                    estimate, each group's static program config and the run-directory layout
+``config``         the static facts of one group's program (module, chain, steps, precision)
 ``program``        the training step, the scan over steps and the final evaluation, as
                    top-level functions of a frozen config (what gets compiled)
 ``measure``        the opt-in curvature metric sets, one function each, on their own cadence
