@@ -25,6 +25,10 @@ trains, compiles or writes. The questions gradlab answers map onto its modules:
 - :mod:`~gradlab.analysis.width` — *does a parametrization keep every layer's scale and the
   best learning rate fixed as the network widens?* :func:`coord_check`, :func:`optimal_lr`,
   :func:`lr_transfer_exponent`;
+- :mod:`~gradlab.analysis.fractal` — *is the boundary between trained and diverged fractal?*
+  :func:`fractal_dimension` (box counting, :class:`BoxCounting`, over one image or a zoom
+  sequence), :func:`convergence_measure` (the image's colour); :mod:`~gradlab.analysis.zoom`:
+  :func:`boundary_point` and :func:`zoom_spec` (a grid centred on the boundary, finer);
 - :mod:`~gradlab.analysis.fits` (:func:`crossing`, :func:`power_law_exponent`),
   :mod:`~gradlab.analysis.sweeps` (:func:`concat_sweeps`), :mod:`~gradlab.analysis.claims`
   (:class:`ClaimSet`, :func:`claims_table`), :mod:`~gradlab.analysis.tables` (:func:`format_table`,
@@ -45,8 +49,11 @@ something other than one Dataset, by design:
   :func:`gradlab.theory.critical_sigma_w2`), so that analysis does not pick an activation's
   theory for the caller;
 - :func:`crossing` and :func:`power_law_exponent` read a DataArray (any measured curve);
-- :func:`concat_sweeps` reads several Datasets; :func:`claims_table` and :class:`ClaimSet`
-  read numbers (and :meth:`ClaimSet.save` / :func:`load_claims` write and read a file);
+- :func:`concat_sweeps` reads several Datasets, and so may :func:`fractal_dimension` (zoom
+  levels); :func:`box_counting_dimension` and :func:`boundary_image` read boolean images;
+  :func:`zoom_spec` reads a Dataset's spec text (or a spec) and returns a spec;
+  :func:`claims_table` and :class:`ClaimSet` read numbers (and :meth:`ClaimSet.save` /
+  :func:`load_claims` write and read a file);
   :func:`wilson_interval` reads counts; :func:`profile_score` reads a profile;
   :func:`performance_profile` accepts a DataArray of costs instead of a metric name;
 - :func:`format_table`, :func:`markdown_table`, :func:`table_cells` read a DataFrame.
@@ -72,6 +79,15 @@ from gradlab.analysis.comparison import (
 )
 from gradlab.analysis.curvature import bounded_sharpness, edge_of_stability, predicted_lr_boundary
 from gradlab.analysis.fits import crossing, power_law_exponent
+from gradlab.analysis.fractal import (
+    BoxCounting,
+    boundary_image,
+    box_counting_dimension,
+    convergence_measure,
+    fractal_dimension,
+    image_axes,
+    outcome_image,
+)
 from gradlab.analysis.mean_field import (
     chi1_profile,
     critical_init_scale,
@@ -118,6 +134,7 @@ from gradlab.analysis.training import (
     trains,
 )
 from gradlab.analysis.width import WIDTH, coord_check, lr_transfer_exponent, optimal_lr
+from gradlab.analysis.zoom import boundary_point, zoom_spec
 
 __all__ = [
     "LR",
@@ -125,13 +142,17 @@ __all__ = [
     "SUMMARY_COLUMNS",
     "TABLE_COLUMNS",
     "WIDTH",
+    "BoxCounting",
     "Claim",
     "ClaimSet",
     "alive",
     "applied",
     "best_learning_rate",
     "best_over",
+    "boundary_image",
+    "boundary_point",
     "bounded_sharpness",
+    "box_counting_dimension",
     "chain_reads",
     "chain_rows",
     "chance_accuracy",
@@ -140,6 +161,7 @@ __all__ = [
     "claims_table",
     "compare_optimizers",
     "concat_sweeps",
+    "convergence_measure",
     "coord_check",
     "counted_runs",
     "critical_init_scale",
@@ -149,8 +171,10 @@ __all__ = [
     "empirical_chi1",
     "fire_rate",
     "format_table",
+    "fractal_dimension",
     "grid_axes",
     "hyperparameter_axes",
+    "image_axes",
     "layer_widths",
     "load_claims",
     "lr_transfer_exponent",
@@ -159,6 +183,7 @@ __all__ = [
     "max_trained_lr",
     "median_interval",
     "optimal_lr",
+    "outcome_image",
     "per_parameter_rms",
     "performance_profile",
     "pool_axes",
@@ -176,4 +201,5 @@ __all__ = [
     "trains",
     "typical_grad_norm",
     "wilson_interval",
+    "zoom_spec",
 ]
