@@ -224,16 +224,17 @@ def fractal_spec(n: int = 8, steps: int = 20) -> gl.SweepSpec:
     model = gl.ModelSpec(
         hidden=(16,), activation="tanh", init="normal", use_bias=False, parametrization="mean_field"
     )
-    rates = {"logspace": [2.0, 7.0, n]}
+    rates = {"logspace": [0.0, 5.0, n]}  # each layer's learning rate (learning_rate 1)
     return gl.SweepSpec(
         model=model, data=gl.DataSpec(name="gaussian"), loss="mse", optimizers=("sgd",),
-        grid={"lr_mult_0": rates, "lr_mult_1": rates}, steps=steps, batch_size=None,
+        grid={"learning_rate": [1.0], "lr_mult_0": rates, "lr_mult_1": rates}, steps=steps,
+        batch_size=None,
         metrics=("none",), log_every=5,
     )  # fmt: skip
 
 
 def test_zoom_spec_centres_a_finer_grid_of_the_same_size():
-    spec = fractal_spec(n=9).replace(grid={**fractal_spec(n=9).grid, "learning_rate": [0.5]})
+    spec = fractal_spec(n=9)
     zoomed = gl.analysis.zoom_spec(spec, {"lr_mult_0": 100.0}, 10)
     want = np.logspace(2 - 0.25, 2 + 0.25, 9)  # 5 decades / 10, centred on 10^2
     np.testing.assert_allclose(zoomed.grid["lr_mult_0"], want, rtol=1e-12)

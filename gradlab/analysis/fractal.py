@@ -190,7 +190,7 @@ def box_counting_dimension(
         if len(level_sizes) < 3:
             raise ValueError(
                 f"image {i} of shape {mask.shape}: box counting needs at least 3 box sides "
-                f"(got {level_sizes}); use a grid of at least 32 x 32 points"
+                f"(got {level_sizes}); use a larger grid (33 x 33 points or more)"
             )
         counts = box_counts(mask, level_sizes)
         if np.any(counts == 0):
