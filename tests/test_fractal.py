@@ -269,6 +269,8 @@ def test_a_sweep_zooms_in_a_few_lines():
     same = gl.analysis.zoom_spec(ds, middle, 1)
     for axis in middle:
         np.testing.assert_allclose(same.grid[axis], fractal_spec(n=8).grid[axis], rtol=1e-12)
+    # everything else is the spec that ran, full batch included (its TOML omits batch_size)
+    assert same.replace(grid=fractal_spec(n=8).grid) == fractal_spec(n=8)
     point = gl.analysis.boundary_point(ds)
     zoomed = gl.run(gl.analysis.zoom_spec(ds, point, 4), progress=False)
     for axis, value in point.items():
