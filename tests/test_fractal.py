@@ -304,6 +304,8 @@ def test_rank_colours_keep_the_sign_and_spread_each_side():
     c = gl.plots.fractal.rank_colours(q)
     assert c[:3].tolist() == [-0.625, -0.25, -1.0] and c[3] == 0
     assert c[4:6].tolist() == [1.0, 0.25] and np.isnan(c[6])
+    ties = gl.plots.fractal.rank_colours(np.array([-1.0, -1.0, -2.0, 3.0, 3.0]))
+    assert ties.tolist() == [-0.4375, -0.4375, -1.0, 0.625, 0.625]  # mean ranks 0.5, 0.5, 2
 
 
 def test_the_image_and_its_zooms_are_drawn():

@@ -21,6 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from scipy import stats
 
 from gradlab import analysis
 from gradlab.plots import style
@@ -35,7 +36,8 @@ def rank_colours(q: np.ndarray) -> np.ndarray:
     """The measure mapped to [−1, 1] by rank within each sign (the reference's ``cdf_img``).
 
     Negative values (trained) go to [−1, −0.25], the most negative to −1; positive values
-    (diverged) to [0.25, 1], the largest to 1; zeros to 0; NaN stays NaN.
+    (diverged) to [0.25, 1], the largest to 1; equal values share a colour; zeros go to 0;
+    NaN stays NaN.
 
     Example:
       >>> rank_colours(np.array([-5.0, -1.0, 0.5, 2.0, 9.0])).round(3).tolist()
@@ -48,7 +50,7 @@ def rank_colours(q: np.ndarray) -> np.ndarray:
         values = np.abs(q[side])
         if values.size == 0:
             continue
-        ranks = np.argsort(np.argsort(values, kind="stable"), kind="stable")
+        ranks = stats.rankdata(values) - 1  # ties share their mean rank, so one colour
         scale = ranks / (values.size - 1) if values.size > 1 else np.ones(1)
         out[side] = sign * (_GAP + (1 - _GAP) * scale)
     return out
@@ -69,11 +71,12 @@ def draw_image(ax: Axes, ds: xr.Dataset, axes: tuple[str, str]) -> None:
         shading="flat",
         rasterized=True,
     )
+    ax.set_xlim(geometry[0].edges[0], geometry[0].edges[-1])
+    ax.set_ylim(geometry[1].edges[0], geometry[1].edges[-1])
     for which, g in zip("xy", geometry, strict=True):
         if g.log:
             (ax.set_xscale if which == "x" else ax.set_yscale)("log")
-    ax.set_xlim(geometry[0].edges[0], geometry[0].edges[-1])
-    ax.set_ylim(geometry[1].edges[0], geometry[1].edges[-1])
+            style.tidy_log(ax, which)  # plain ticks over a zoom's narrow range
     ax.set_xlabel(style.label(x))
     ax.set_ylabel(style.label(y))
 
