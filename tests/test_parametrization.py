@@ -299,6 +299,16 @@ def test_mean_field_forward_and_init_are_the_reference_net(activation):
     rules = module.rules(d)
     assert [r.lr("sgd") for r in rules] == [(1.0, 1.0)] * 2
     assert models.layer_lr_multipliers(module, d, "sgd") is None  # the chain's own rates
+    # a deeper net: every layer but the readout is a hidden-side layer of the notebook's loop
+    deep = models.MLP(
+        hidden=(32, 24), num_outputs=3, activation=activation, init_scheme="normal",
+        use_bias=False, parametrization="mean_field",
+    )  # fmt: skip
+    params = models.init_params(deep, key, jnp.zeros((2, d)))
+    theta = [params[f"layer_{i}"]["kernel"] for i in range(3)]
+    np.testing.assert_allclose(
+        deep.apply({"params": params}, x), notebook_net(theta, x, activation), rtol=2e-5, atol=1e-7
+    )
 
 
 def test_mean_field_trains_as_the_reference_notebook():
