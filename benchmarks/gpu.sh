@@ -2,7 +2,9 @@
 # The article-workload benchmarks on one GPU: the throughput table of
 # benchmarks/sweep_throughput.py at 1k-64k runs x 10 epochs (same side-by-side baselines),
 # the check of the target (16,384 runs x 10 epochs in under 60 s, gradlab steady state, on an
-# H100), then benchmarks/metric_overhead.py's curvature rows at METRIC_RUNS runs.
+# H100), then benchmarks/metric_overhead.py's curvature rows at METRIC_RUNS runs, then one
+# fractal trainability image of FRACTAL_SIZE x FRACTAL_SIZE runs (benchmarks/fractal_boundary.py,
+# 1024 x 1024 = 1,048,576 runs by default; FRACTAL_SIZE=0 skips it; not yet timed on a GPU).
 #
 # Assumes jax with CUDA is installed in the Python it runs ($PYTHON; default: python, else
 # python3). torch (a CUDA build) is optional, as on the CPU; Keras is skipped (100x slower).
@@ -26,6 +28,7 @@ CHUNK=${CHUNK:-16384}
 TORCH_FUNC_MAX_RUNS=${TORCH_FUNC_MAX_RUNS:-4096}
 TORCH_LOOP=${TORCH_LOOP:-0}
 METRIC_RUNS=${METRIC_RUNS:-4096}
+FRACTAL_SIZE=${FRACTAL_SIZE:-1024}
 OUT=${OUT:-.}
 JSON="$OUT/gpu_throughput.json"
 
@@ -72,4 +75,11 @@ if [ "$METRIC_RUNS" -gt 0 ]; then
   "$PYTHON" benchmarks/metric_overhead.py --runs "$METRIC_RUNS" --repeats "$REPEATS" \
     --only none default "default+sharpness" "default+sharpness, 10 iters" \
     "default+hessian_trace" "default+per_example" --json "$OUT/gpu_metric_overhead.json"
+fi
+
+if [ "$FRACTAL_SIZE" -gt 0 ]; then
+  # gradlab and the hand-written jit(vmap) side by side, memory-budgeted chunks (up to 65,536
+  # runs each on a GPU), the box-counting dimension of the image beside the paper's 1.2-2.0.
+  "$PYTHON" benchmarks/fractal_boundary.py --size "$FRACTAL_SIZE" --repeats 1 \
+    --json "$OUT/gpu_fractal.json" --png "$OUT/gpu_fractal.png"
 fi

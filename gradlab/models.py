@@ -20,7 +20,8 @@ fan_out); ``init_scale`` multiplies every kernel, so the std becomes ``init_scal
 zeros for :class:`MLP`, except under ``torch_linear``). Both are traced scalars, so one compiled
 program serves every value.
 
-Parametrization (``ModelSpec.parametrization``: ``"sp"``, ``"ntk"``, ``"mup"``): the table of
+Parametrization (``ModelSpec.parametrization``: ``"sp"``, ``"ntk"``, ``"mup"``,
+``"mean_field"``): the table of
 :mod:`gradlab.parametrizations` says, per layer, the factor on the scheme's draw, the forward
 multiplier m in h = m·(x W) + b (applied to the layer's input, as ``mup.MuReadout`` does) and the
 learning-rate multipliers the optimizer chain applies (:func:`layer_lr_multipliers`). A factor
@@ -94,7 +95,8 @@ class MLP(nn.Module):
       init_scheme: kernel init scheme name (:data:`gradlab.inits.INITS`); ``ModelSpec.init``.
       use_bias: whether the dense layers have biases (initialised to zero, or as the init
         scheme says: ``torch_linear`` draws them U(±1/√fan_in)).
-      parametrization: ``"sp"``, ``"ntk"`` or ``"mup"`` (:mod:`gradlab.parametrizations`).
+      parametrization: ``"sp"``, ``"ntk"``, ``"mup"`` or ``"mean_field"``
+        (:mod:`gradlab.parametrizations`; mean field's gain reads ``activation``).
       base_width: the hidden width of the μP base model (μP only).
     """
 
@@ -110,7 +112,9 @@ class MLP(nn.Module):
         """The :class:`~gradlab.parametrizations.LayerRule` of each layer for inputs of width
         ``d_in``, input side first."""
         widths = (d_in, *self.hidden, self.num_outputs)
-        return mlp_rules(self.parametrization, self.init_scheme, widths, self.base_width)
+        return mlp_rules(
+            self.parametrization, self.init_scheme, widths, self.base_width, self.activation
+        )
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:

@@ -1,5 +1,5 @@
 """Parametrizations of the MLP: how initialisation, forward multipliers and learning rates
-scale with width (SP, NTK, μP).
+scale with width (SP, NTK, μP, mean field).
 
 A dense layer computes h = m·(x W) + b: W is the stored kernel, drawn with standard deviation
 σ (then multiplied by the sweep's ``init_scale``), m its forward multiplier, and the optimizer
@@ -38,6 +38,10 @@ NTK, any     s·√fan_in        1/√fan_in      1, 1               1          
 μP hidden    s_b/√r_in        1              r_out/r_in, r_out  1/r_in             1
 μP output    s_b              1/r_in         r_in, 1            1                  1
 μP linear    s                1              1, 1               1                  1
+MF input     s·√fan_in        g/√fan_in      1, 1               1                  1
+MF hidden    s·√fan_in        g/√fan_in      1, 1               1                  1
+MF output    s·√fan_in        1/fan_in       1, 1               1                  1
+MF linear    s·√fan_in        1/fan_in       1, 1               1                  1
 ===========  ===============  =============  =================  =================  ===========
 
 μP is the multiplier form of Tensor Programs V that the ``mup`` library implements
@@ -55,6 +59,18 @@ NTK is Jacot et al.'s: unit-variance kernels for ``init="lecun_normal"`` or ``"n
 general s·√fan_in) and each layer's x W scaled by 1/√fan_in, the biases unscaled (β = 1); its
 learning rates are the chain's own. ``base_width`` is read only by μP.
 
+The mean-field parametrization (MF, ``"mean_field"``) is the one of Sohl-Dickstein 2024's
+fractal trainability boundary (the reference code's ``net``): unit-variance stored kernels
+(``init="normal"`` draws W ~ N(0, 1) exactly), each hidden-side layer computes
+g·(x W)/√fan_in, and the readout divides by its fan-in, f = (x W)/fan_in (the 1/n of the
+mean-field limit of Mei, Montanari & Nguyen 2018 and Chizat & Bach 2018, where the readout
+averages over the hidden units). The gain g is the reference's: √2 for every activation but
+``"linear"`` (g = 1): it computes tanh(√2·z) and √2·relu(z) = relu(√2·z). The learning rates
+are the chain's own in every layer (the paper sweeps the input and output layers' rates as
+the axes of its images, ``lr_mult_0`` and ``lr_mult_1`` here). One difference in units: the
+reference's loss is mean((f − y)²), gradlab's ``"mse"`` is half that, so a gradlab learning
+rate 2η takes the reference's steps at η (the images are shifted by log10 2).
+
 Biases: zero unless ``init="torch_linear"`` (U(±1/√fan_in), read at the base fan-in under μP,
 as ``mup.layer.rescale_linear_bias`` does) or ``bias_std`` > 0 (N(0, bias_std²), the same at
 every width, as μP's biases are Θ(1)).
@@ -70,6 +86,12 @@ References:
   Yang & Hu, "Feature Learning in Infinite-Width Neural Networks" (Tensor Programs IV), 2021.
   Jacot, Gabriel, Hongler, "Neural Tangent Kernel: Convergence and Generalization in Neural
   Networks", 2018.
+  Sohl-Dickstein, "The boundary of neural network trainability is fractal", 2024,
+  arXiv:2402.06184 (code: github.com/Sohl-Dickstein/fractal, the notebook's ``net`` and
+  ``init``).
+  Mei, Montanari, Nguyen, "A mean field view of the landscape of two-layer neural networks",
+  PNAS 2018; Chizat & Bach, "On the global convergence of gradient descent for
+  over-parameterized models using optimal transport", 2018.
 """
 
 from __future__ import annotations
@@ -86,10 +108,11 @@ __all__ = [
     "LayerRule",
     "layer_kinds",
     "layer_rule",
+    "mean_field_gain",
     "mlp_rules",
 ]
 
-PARAMETRIZATIONS = ("sp", "ntk", "mup")
+PARAMETRIZATIONS = ("sp", "ntk", "mup", "mean_field")
 UPDATE_KINDS = ("sgd", "adam")  # SGD-like and Adam-like chains (gradlab.optim.update_kind)
 
 
@@ -131,6 +154,12 @@ def layer_kinds(num_layers: int) -> tuple[str, ...]:
     return ("input", *["hidden"] * (num_layers - 2), "output")
 
 
+def mean_field_gain(activation: str) -> float:
+    """The gain g of the mean-field hidden-side multiplier g/√fan_in: 1 for ``"linear"``, else
+    √2 (Sohl-Dickstein 2024's reference code, for tanh and relu alike)."""
+    return 1.0 if activation == "linear" else math.sqrt(2.0)
+
+
 def layer_rule(
     parametrization: str,
     init: str,
@@ -138,15 +167,18 @@ def layer_rule(
     fan_in: int,
     fan_out: int,
     base_width: int | None = None,
+    activation: str = "linear",
 ) -> LayerRule:
     """The row of the module docstring's table for one layer.
 
     Args:
-      parametrization: ``"sp"``, ``"ntk"`` or ``"mup"``.
+      parametrization: ``"sp"``, ``"ntk"``, ``"mup"`` or ``"mean_field"``.
       init: the init scheme (:data:`gradlab.inits.INITS`), which gives the SP std.
       kind: ``"input"``, ``"hidden"``, ``"output"`` or ``"linear"`` (:func:`layer_kinds`).
       fan_in, fan_out: the layer's shape.
       base_width: the width of the μP base model's hidden layers (μP only).
+      activation: the MLP's activation, which sets the mean-field gain g
+        (:func:`mean_field_gain`; mean field only).
 
     Returns:
       A :class:`LayerRule`.
@@ -167,6 +199,11 @@ def layer_rule(
     if parametrization == "ntk":
         root = math.sqrt(fan_in)
         return LayerRule(kind, root, s * root, 1 / root, fan_in, ones, ones)
+    if parametrization == "mean_field":
+        root = math.sqrt(fan_in)
+        readout = kind in ("output", "linear")
+        multiplier = 1 / fan_in if readout else mean_field_gain(activation) / root
+        return LayerRule(kind, root, s * root, multiplier, fan_in, ones, ones)
     if base_width is None or base_width <= 0:
         raise ValueError(f"parametrization 'mup' needs a positive base_width, got {base_width}")
     in_is_width, out_is_width = kind in ("hidden", "output"), kind in ("input", "hidden")
@@ -186,12 +223,17 @@ def layer_rule(
 
 
 def mlp_rules(
-    parametrization: str, init: str, widths: Sequence[int], base_width: int | None = None
+    parametrization: str,
+    init: str,
+    widths: Sequence[int],
+    base_width: int | None = None,
+    activation: str = "linear",
 ) -> tuple[LayerRule, ...]:
     """The :class:`LayerRule` of every layer of an MLP with layer sizes ``widths``
-    (``(d_in, *hidden, num_outputs)``), input side first."""
+    (``(d_in, *hidden, num_outputs)``), input side first (``activation``: the mean-field
+    gain's)."""
     kinds = layer_kinds(len(widths) - 1)
     return tuple(
-        layer_rule(parametrization, init, kind, fan_in, fan_out, base_width)
+        layer_rule(parametrization, init, kind, fan_in, fan_out, base_width, activation)
         for kind, fan_in, fan_out in zip(kinds, widths[:-1], widths[1:], strict=True)
     )

@@ -170,7 +170,8 @@ X3 = np.zeros((3, 2))
         (lambda: data.from_arrays(X3, [0, 1, 2], num_classes=0), "num_classes=0 must be"),
         (
             lambda: data.load("cifar"),
-            "^data: unknown dataset 'cifar'; valid names: mnist, digits, mnist1d, teacher$",
+            "^data: unknown dataset 'cifar'; valid names: "
+            "mnist, digits, mnist1d, teacher, gaussian$",
         ),
         (
             lambda: data.load("teacher", hidden=(8,)),

@@ -1,8 +1,10 @@
-"""Parametrizations (SP, NTK, μP) and per-layer learning rates against independent references.
+"""Parametrizations (SP, NTK, μP, mean field) and per-layer learning rates against independent
+references.
 
 The closed forms are Tensor Programs V's Table 3 (Yang et al. 2022), written here as ratios to
-the base model (every hidden layer ``base_width`` wide, where μP is SP), and Jacot et al.'s
-NTK parametrization; the training references are hand-written loops with
+the base model (every hidden layer ``base_width`` wide, where μP is SP), Jacot et al.'s NTK
+parametrization and Sohl-Dickstein 2024's reference notebook (mean field); the training
+references are hand-written loops with
 ``optax.multi_transform``, one optimizer per parameter, sharing nothing with the engine but
 the initialiser.
 """
@@ -255,6 +257,100 @@ def test_a_grid_of_layer_rates_is_one_program(dataset):
         spec.replace(grid={"lr_mult_0": [0.1, 3.0], "lr_mult_2": [1.5, 2.5]}), progress=False
     )
     assert again.attrs["compile_time_s"] == 0
+
+
+# -- mean field: Sohl-Dickstein 2024's network -------------------------------------------------
+def notebook_net(theta, x, activation):
+    """The reference notebook's ``net`` (github.com/Sohl-Dickstein/fractal), written out: every
+    layer z = x W/√fan_in, tanh(√2·z) or √2·relu(z) between layers, the readout's z divided
+    by √fan_in once more."""
+    for w in theta:
+        z = jnp.dot(x, w) / jnp.sqrt(w.shape[0])
+        if activation == "tanh":
+            x = jnp.tanh(z * jnp.sqrt(2.0))
+        elif activation == "relu":
+            x = jax.nn.relu(z) * jnp.sqrt(2.0)
+        else:
+            x = z
+    return z / jnp.sqrt(theta[-1].shape[0])
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "linear"])
+def test_mean_field_forward_and_init_are_the_reference_net(activation):
+    width, d = 512, 16
+    kwargs = dict(hidden=(width,), num_outputs=1, activation=activation, init_scheme="normal")
+    module = models.MLP(**kwargs, use_bias=False, parametrization="mean_field")
+    key, x = jax.random.PRNGKey(3), jax.random.normal(jax.random.PRNGKey(4), (8, d))
+    params = models.init_params(module, key, jnp.zeros((2, d)))
+    theta = [params["layer_0"]["kernel"], params["layer_1"]["kernel"]]
+    # The stored kernels are N(0, 1): the SP draw of init="normal" (std 1/√fan_in) times
+    # √fan_in, and their sample std is 1 (16·512 and 512 entries).
+    sp = models.init_params(models.MLP(**kwargs, use_bias=False), key, jnp.zeros((2, d)))
+    sp_theta = [sp["layer_0"]["kernel"], sp["layer_1"]["kernel"]]
+    for w, w_sp, fan_in in zip(theta, sp_theta, [d, width], strict=True):
+        np.testing.assert_allclose(w, w_sp * math.sqrt(fan_in), rtol=1e-6)
+    assert abs(float(jnp.std(theta[0])) - 1) < 0.03 and abs(float(jnp.std(theta[1])) - 1) < 0.1
+    np.testing.assert_allclose(
+        module.apply({"params": params}, x),
+        notebook_net(theta, x, activation),
+        rtol=2e-5,
+        atol=1e-7,
+    )
+    rules = module.rules(d)
+    assert [r.lr("sgd") for r in rules] == [(1.0, 1.0)] * 2
+    assert models.layer_lr_multipliers(module, d, "sgd") is None  # the chain's own rates
+    # a deeper net: every layer but the readout is a hidden-side layer of the notebook's loop
+    deep = models.MLP(
+        hidden=(32, 24), num_outputs=3, activation=activation, init_scheme="normal",
+        use_bias=False, parametrization="mean_field",
+    )  # fmt: skip
+    params = models.init_params(deep, key, jnp.zeros((2, d)))
+    theta = [params[f"layer_{i}"]["kernel"] for i in range(3)]
+    np.testing.assert_allclose(
+        deep.apply({"params": params}, x), notebook_net(theta, x, activation), rtol=2e-5, atol=1e-7
+    )
+
+
+def test_mean_field_trains_as_the_reference_notebook():
+    """gradlab's mse is half the notebook's mean((f − y)²), so its rate 2η is the notebook's η."""
+    data = gl.DataSpec(name="gaussian")
+    model = gl.ModelSpec(
+        hidden=(16,), activation="tanh", init="normal", use_bias=False, parametrization="mean_field"
+    )
+    rates = {"lr_mult_0": [3.0, 300.0], "lr_mult_1": [10.0, 4000.0]}
+    spec = gl.SweepSpec(
+        model=model, data=data, loss="mse", optimizers=("sgd",),
+        grid={"learning_rate": [1.0], **rates}, steps=12, batch_size=None, metrics=("none",),
+    )  # fmt: skip
+    ds = gl.run(spec, progress=False)
+    arrays = gl.data.load(data)
+    x, y = jnp.asarray(arrays.x_train), jnp.asarray(arrays.y_train)
+    assert x.shape == (272, 16) and y.shape == (272, 1)  # as many examples as parameters
+    params = models.init_params(models.make_model(model, 1), jax.random.PRNGKey(0), x[:2])
+    theta0 = [params["layer_0"]["kernel"], params["layer_1"]["kernel"]]
+
+    def loss(theta):
+        return jnp.mean((notebook_net(theta, x, "tanh") - y) ** 2)
+
+    grad = jax.jit(jax.value_and_grad(loss))
+    outcomes = set()
+    for (i, a), (j, b) in itertools.product(*(enumerate(v) for v in rates.values())):
+        theta, want = theta0, []
+        for _ in range(12):
+            value, g = grad(theta)
+            want.append(float(value) / 2)
+            theta = [theta[0] - a / 2 * g[0], theta[1] - b / 2 * g[1]]
+        want = np.array(want)
+        run = ds.isel(optimizer=0, learning_rate=0, lr_mult_0=i, lr_mult_1=j)
+        # gradlab's rule: diverged at the first step whose loss is not finite or exceeds 10x
+        # the initial loss (the default divergence_factor).
+        bad = ~np.isfinite(want) | (want > 10 * want[0])
+        at = int(np.argmax(bad)) if bad.any() else -1
+        assert int(run["diverged_at"]) == at and bool(run["diverged"]) == (at >= 0)
+        stop = at if at >= 0 else 12
+        np.testing.assert_allclose(run["loss"].values[:stop], want[:stop], rtol=1e-4)
+        outcomes.add(at >= 0)
+    assert outcomes == {True, False}  # the grid holds both a trained and a diverged run
 
 
 # -- bad input ------------------------------------------------------------------------------------

@@ -32,6 +32,10 @@ trains, compiles or writes. The questions gradlab answers map onto its modules:
   :func:`lr_transfer_exponent`;
 - :mod:`~gradlab.analysis.precision` — *which verdicts depend on the arithmetic?*
   :func:`precision_flips` (over a ``dtype`` grid axis);
+- :mod:`~gradlab.analysis.fractal` — *is the boundary between trained and diverged fractal?*
+  :func:`fractal_dimension` (box counting, :class:`BoxCounting`, over one image or a zoom
+  sequence), :func:`convergence_measure` (the image's colour); :mod:`~gradlab.analysis.zoom`:
+  :func:`boundary_point` and :func:`zoom_spec` (a grid centred on the boundary, finer);
 - :mod:`~gradlab.analysis.fits` (:func:`crossing`, :func:`power_law_exponent`),
   :mod:`~gradlab.analysis.sweeps` (:func:`concat_sweeps`), :mod:`~gradlab.analysis.claims`
   (:class:`ClaimSet`, :func:`claims_table`), :mod:`~gradlab.analysis.tables` (:func:`format_table`,
@@ -52,7 +56,10 @@ something other than one Dataset, by design:
   :func:`gradlab.theory.critical_sigma_w2`), so that analysis does not pick an activation's
   theory for the caller;
 - :func:`crossing` and :func:`power_law_exponent` read a DataArray (any measured curve);
-- :func:`concat_sweeps` and :func:`warmup_stability` read several Datasets;
+- :func:`concat_sweeps` and :func:`warmup_stability` read several Datasets, and so may
+  :func:`fractal_dimension` (zoom levels); :func:`box_counting_dimension` and
+  :func:`boundary_image` read boolean images; :func:`zoom_spec` reads a Dataset's spec text (or
+  a spec) and returns a spec;
   :func:`claims_table` and :class:`ClaimSet` read numbers (and :meth:`ClaimSet.save` /
   :func:`load_claims` write and read a file);
   :func:`wilson_interval` reads counts; :func:`profile_score` reads a profile;
@@ -80,6 +87,15 @@ from gradlab.analysis.comparison import (
 )
 from gradlab.analysis.curvature import bounded_sharpness, edge_of_stability, predicted_lr_boundary
 from gradlab.analysis.fits import crossing, power_law_exponent
+from gradlab.analysis.fractal import (
+    BoxCounting,
+    boundary_image,
+    box_counting_dimension,
+    convergence_measure,
+    fractal_dimension,
+    image_axes,
+    outcome_image,
+)
 from gradlab.analysis.instability import (
     PHASES,
     catapult_phases,
@@ -135,6 +151,7 @@ from gradlab.analysis.training import (
     trains,
 )
 from gradlab.analysis.width import WIDTH, coord_check, lr_transfer_exponent, optimal_lr
+from gradlab.analysis.zoom import boundary_point, zoom_spec
 
 __all__ = [
     "LR",
@@ -143,13 +160,17 @@ __all__ = [
     "SUMMARY_COLUMNS",
     "TABLE_COLUMNS",
     "WIDTH",
+    "BoxCounting",
     "Claim",
     "ClaimSet",
     "alive",
     "applied",
     "best_learning_rate",
     "best_over",
+    "boundary_image",
+    "boundary_point",
     "bounded_sharpness",
+    "box_counting_dimension",
     "catapult_phases",
     "chain_reads",
     "chain_rows",
@@ -159,6 +180,7 @@ __all__ = [
     "claims_table",
     "compare_optimizers",
     "concat_sweeps",
+    "convergence_measure",
     "coord_check",
     "counted_runs",
     "critical_init_scale",
@@ -168,8 +190,10 @@ __all__ = [
     "empirical_chi1",
     "fire_rate",
     "format_table",
+    "fractal_dimension",
     "grid_axes",
     "hyperparameter_axes",
+    "image_axes",
     "layer_widths",
     "load_claims",
     "lr_sensitivity",
@@ -181,6 +205,7 @@ __all__ = [
     "mean_interval",
     "median_interval",
     "optimal_lr",
+    "outcome_image",
     "per_parameter_rms",
     "performance_profile",
     "pool_axes",
@@ -200,4 +225,5 @@ __all__ = [
     "typical_grad_norm",
     "warmup_stability",
     "wilson_interval",
+    "zoom_spec",
 ]

@@ -1,7 +1,8 @@
-"""Generated datasets: MNIST-1D (Greydanus 2020) and teacher-student data.
+"""Generated datasets: MNIST-1D (Greydanus 2020), teacher-student data, and Gaussian noise.
 
-Both are drawn from ``seed`` alone, with NumPy on the host: the same arguments give identical
-arrays. Their options and defaults are ``MNIST1D_DEFAULTS`` and ``TEACHER_DEFAULTS``.
+All are drawn from ``seed`` alone, with NumPy on the host: the same arguments give identical
+arrays. Their options and defaults are ``MNIST1D_DEFAULTS``, ``TEACHER_DEFAULTS`` and
+``GAUSSIAN_DEFAULTS``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ import numpy as np
 from gradlab.data.dataset import Dataset, check_int, check_real, from_arrays, take_prefix
 from gradlab.errors import ConfigError
 
-__all__ = ["MNIST1D_DEFAULTS", "TEACHER_DEFAULTS", "generate_mnist1d", "generate_teacher"]
+__all__ = [
+    "GAUSSIAN_DEFAULTS",
+    "GAUSSIAN_N_TRAIN",
+    "MNIST1D_DEFAULTS",
+    "TEACHER_DEFAULTS",
+    "generate_gaussian",
+    "generate_mnist1d",
+    "generate_teacher",
+]
 
 # The generation arguments of the reference MNIST-1D (``mnist1d.get_dataset_args``), less its
 # seed (``load``'s ``seed``; the reference uses 42) and ``template_len`` (fixed by the templates).
@@ -41,6 +50,11 @@ TEACHER_DEFAULTS: dict[str, Any] = {
     "output_dim": 1,
     "noise": 0.0,
 }
+
+GAUSSIAN_DEFAULTS: dict[str, Any] = {"input_dim": 16, "output_dim": 1}
+# As many examples as the parameters of Sohl-Dickstein 2024's network on the default options:
+# 16 inputs, one hidden layer of 16, one output, no biases: 16·16 + 16·1.
+GAUSSIAN_N_TRAIN = 272
 
 _MNIST1D_TEMPLATES = (
     (5, 6, 6.5, 6.75, 7, 7, 7, 7, 6.75, 6.5, 6, 5),
@@ -191,6 +205,57 @@ def generate_teacher(
     x_train, y_train = sample(train_rng, 4000 if n_train is None else n_train)
     x_test, y_test = sample(test_rng, 1000 if n_test is None else n_test)
     return from_arrays(x_train, y_train, x_test, y_test, outputs if classify else None)
+
+
+def generate_gaussian(
+    *,
+    n_train: int | None,
+    n_test: int | None,
+    seed: int,
+    root: pathlib.Path,
+    options: Mapping[str, Any],
+) -> Dataset:
+    """The ``"gaussian"`` loader of :func:`gradlab.data.load`: random inputs, random targets.
+
+    ``x ~ N(0, I_input_dim)`` and, independently, ``y ~ N(0, I_output_dim)``: regression of
+    pure noise, the data of Sohl-Dickstein 2024's fractal trainability boundary (the reference
+    notebook's ``gen_img`` draws ``X`` and ``Y`` so, with as many examples as the network has
+    parameters). With nothing to learn but the examples themselves, a network with as many
+    parameters as examples can just fit them, which is what makes its trainability boundary
+    interesting. The default ``n_train`` is ``GAUSSIAN_N_TRAIN`` = 272, the parameters of the
+    paper's network (16 -> 16 -> 1, no biases); the test set is empty unless ``n_test`` says
+    otherwise.
+
+    Args:
+      n_train: this many training examples (default 272); the first examples do not depend on
+        how many are asked for.
+      n_test: the same for the test set (default 0).
+      seed: seeds the training and the test examples (two spawned streams).
+      root: unused.
+      options: ``GAUSSIAN_DEFAULTS`` (``input_dim``, ``output_dim``) with the caller's values.
+
+    Returns:
+      The dataset: ``output_dim`` regression targets.
+
+    Raises:
+      ConfigError: for an invalid option value.
+
+    References:
+      Sohl-Dickstein, 2024, "The boundary of neural network trainability is fractal",
+      arXiv:2402.06184 (https://github.com/Sohl-Dickstein/fractal).
+    """
+    input_dim = check_int("input_dim", options["input_dim"], 1)
+    output_dim = check_int("output_dim", options["output_dim"], 1)
+    streams = map(np.random.default_rng, np.random.SeedSequence(seed).spawn(2))
+
+    def sample(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        z = rng.standard_normal((n, input_dim + output_dim))  # row i: x_i then y_i
+        return z[:, :input_dim], z[:, input_dim:]
+
+    train_rng, test_rng = streams
+    x_train, y_train = sample(train_rng, GAUSSIAN_N_TRAIN if n_train is None else n_train)
+    x_test, y_test = sample(test_rng, 0 if n_test is None else n_test)
+    return from_arrays(x_train, y_train, x_test, y_test, None)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -18,6 +18,9 @@ The datasets:
   reference. Options ``MNIST1D_DEFAULTS`` (:func:`gradlab.data.generated.generate_mnist1d`).
 - ``"teacher"``: ``x ~ N(0, I)`` labelled by a random tanh teacher MLP, 4,000 / 1,000.
   Options ``TEACHER_DEFAULTS`` (:func:`gradlab.data.generated.generate_teacher`).
+- ``"gaussian"``: ``x ~ N(0, I)`` and independent targets ``y ~ N(0, I)``, 272 / 0 (the data
+  of Sohl-Dickstein 2024's fractal boundary). Options ``GAUSSIAN_DEFAULTS``
+  (:func:`gradlab.data.generated.generate_gaussian`).
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ from gradlab.data import paths
 from gradlab.data.dataset import Dataset, check_int
 from gradlab.data.digits import load_digits
 from gradlab.data.generated import (
+    GAUSSIAN_DEFAULTS,
     MNIST1D_DEFAULTS,
     TEACHER_DEFAULTS,
+    generate_gaussian,
     generate_mnist1d,
     generate_teacher,
 )
@@ -55,6 +60,7 @@ _LOADERS: dict[str, _Entry] = {
     "digits": _Entry(load_digits, {}),
     "mnist1d": _Entry(generate_mnist1d, MNIST1D_DEFAULTS),
     "teacher": _Entry(generate_teacher, TEACHER_DEFAULTS),
+    "gaussian": _Entry(generate_gaussian, GAUSSIAN_DEFAULTS),
 }
 
 DATASETS = tuple(_LOADERS)
@@ -84,7 +90,8 @@ def load(
       n_train: take the first ``n_train`` training examples (default: all). For ``"teacher"``
         this many are generated; the first examples do not depend on how many are asked for.
       n_test: the same for the test set; 0 gives an empty test set.
-      seed: seeds the generated datasets (``"mnist1d"``, ``"teacher"``). The real-image
+      seed: seeds the generated datasets (``"mnist1d"``, ``"teacher"``, ``"gaussian"``). The
+        real-image
         datasets (``"mnist"``, ``"digits"``) always use their one fixed split, so that every
         experiment is scored on the same test set; they ignore it.
       data_dir: where MNIST files are looked for and cached (default :func:`data_dir`).

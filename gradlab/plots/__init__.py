@@ -17,7 +17,9 @@ The figures, by the question they answer:
   :func:`order_chaos_diagram`, :func:`depth_scale_diagram`, :func:`mean_field_diagram`
   (:mod:`~gradlab.plots.mean_field`);
 - does a parametrization transfer across width: :func:`coord_check`, :func:`lr_transfer`
-  (:mod:`~gradlab.plots.width`).
+  (:mod:`~gradlab.plots.width`);
+- is the trainability boundary fractal: :func:`fractal_image`, :func:`fractal_zooms`
+  (:mod:`~gradlab.plots.fractal`).
 
 Labels, colours and layout live in :mod:`~gradlab.plots.style`; what a figure reads from the
 Dataset (selection, sorting, pooling) in :mod:`~gradlab.plots.reading`.
@@ -44,6 +46,7 @@ Shared conventions:
 
 from gradlab.plots.comparison import comparison_bars, optimizer_table, performance_profiles
 from gradlab.plots.divergence import divergence_curve, survival_curves
+from gradlab.plots.fractal import fractal_image, fractal_zooms
 from gradlab.plots.heatmaps import phase_diagram
 from gradlab.plots.lines import layer_profile, sharpness_vs_bound, trajectories
 from gradlab.plots.mean_field import (
@@ -74,6 +77,8 @@ __all__ = [
     "coord_check",
     "depth_scale_diagram",
     "divergence_curve",
+    "fractal_image",
+    "fractal_zooms",
     "layer_profile",
     "lr_transfer",
     "mean_field_diagram",
