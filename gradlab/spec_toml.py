@@ -59,6 +59,9 @@ def _from_table(table: dict[str, Any]) -> SweepSpec:
             sorted(unknown)[0], f"unknown key; valid top-level keys: {', '.join(sorted(_TOP_KEYS))}"
         )
     kwargs = dict(table)
+    # TOML has no null: a sweep without batch_size is full-batch gradient descent (the text
+    # to_toml writes for batch_size=None, and what the README documents for a config).
+    kwargs.setdefault("batch_size", None)
     model = kwargs.pop("model", {})
     if not isinstance(model, dict):
         raise fail("model", "must be a table")

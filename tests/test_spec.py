@@ -241,3 +241,14 @@ def test_data_errors_are_config_errors_before_compiling(tmp_path):
     with pytest.raises(gl.ConfigError, match=r"^batch_size:"):
         gl.run(spec, out=str(tmp_path / "never"), progress=False)
     assert not (tmp_path / "never").exists()
+
+
+def test_a_full_batch_sweep_survives_its_toml():
+    """TOML has no null: to_toml leaves batch_size=None out, and a sweep without batch_size is
+    full-batch (as the README documents), so replaying a full-batch sweep from its Dataset's
+    spec text does not silently train on batches of 32."""
+    full = gl.SweepSpec(steps=2, batch_size=None)
+    assert "batch_size" not in full.toml
+    assert gl.from_toml(full.toml).batch_size is None
+    assert gl.from_toml(full.toml).fingerprint() == full.fingerprint()
+    assert gl.from_toml(gl.SweepSpec(steps=2, batch_size=8).toml).batch_size == 8

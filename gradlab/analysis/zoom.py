@@ -22,9 +22,7 @@ where neighbouring values become equal in float32 (the spec says so, naming the 
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import tomllib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -137,7 +135,9 @@ def zoom_spec(
                 "source: this Dataset's sweep has a user's module, callable chain or in-memory "
                 "arrays, which its spec text does not hold: pass the SweepSpec"
             )
-        spec = spec_from_text(text)
+        from gradlab.spec_toml import from_toml
+
+        spec = from_toml(text)
     if not isinstance(magnification, int | float) or not magnification > 0:
         raise ValueError(f"magnification: must be a number > 0, got {magnification!r}")
     grid = dict(spec.grid)
@@ -152,26 +152,6 @@ def zoom_spec(
         new = _unscale(np.linspace(middle - half, middle + half, values.size), log)
         grid[axis] = [float(v) for v in new]
     return spec.replace(grid=grid)
-
-
-def spec_from_text(text: str) -> Any:
-    """The :class:`gradlab.SweepSpec` a Dataset's ``spec`` text records.
-
-    TOML has no null, so the text leaves out a field whose value is ``None``; ``from_toml``
-    then fills in the field's default, which for ``batch_size`` is 32, not the full batch the
-    sweep trained on. Every top-level field the text lacks is therefore ``None`` here (the
-    text writes every field that is not).
-    """
-    from gradlab.spec import SweepSpec
-    from gradlab.spec_toml import from_toml
-
-    spec, table = from_toml(text), tomllib.loads(text)
-    missing = {
-        f.name: None
-        for f in dataclasses.fields(SweepSpec)
-        if f.name not in table and f.name not in ("model", "data") and f.default is not None
-    }
-    return spec.replace(**missing) if missing else spec
 
 
 def _is_log(values: np.ndarray) -> bool:
