@@ -70,6 +70,8 @@ __all__ = [
 def _is_regression(data: Any) -> bool:
     """Whether the data are regression targets, as far as the spec can tell before loading."""
     if isinstance(data, DataSpec):
+        if data.name == "gaussian":  # Gaussian inputs and Gaussian targets
+            return True
         return data.name == "teacher" and data.options.get("task") == "regression"
     return getattr(data, "num_classes", 0) is None
 

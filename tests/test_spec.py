@@ -171,6 +171,7 @@ BAD_PYTHON = [
             **spec_kwargs(data=gl.DataSpec(name="teacher", options={"task": "regression"}))
         ),
     ),
+    ("loss", lambda: gl.SweepSpec(**spec_kwargs(data=gl.DataSpec(name="gaussian")))),
 ]
 
 
