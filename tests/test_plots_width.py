@@ -51,3 +51,16 @@ def test_lr_transfer_puts_a_second_axis_side_by_side():
     fig = gl.plots.lr_transfer(both, col="parametrization")
     assert len(fig.axes) == 2
     assert "sp" in fig.axes[0].get_title() and "mup" in fig.axes[1].get_title()
+
+
+def test_lr_transfer_labels_a_power_of_two_grid_as_powers_of_two():
+    ds = transfer_dataset(alpha=0.0)
+    lrs = ds["learning_rate"].values
+    exponents = np.log2(lrs)
+    assert np.all(exponents == np.round(exponents)) and len(lrs) > 6
+    ax = gl.plots.lr_transfer(ds).axes[0]
+    np.testing.assert_allclose(ax.get_xticks(), lrs)
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    every = int(np.ceil(len(lrs) / 6))
+    expected = [f"$2^{{{int(k)}}}$" if i % every == 0 else "" for i, k in enumerate(exponents)]
+    assert labels == expected
