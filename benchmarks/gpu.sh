@@ -2,13 +2,14 @@
 # The article-workload benchmarks on one GPU: the throughput table of
 # benchmarks/sweep_throughput.py at 1k-64k runs x 10 epochs (same side-by-side baselines),
 # the check of the target (16,384 runs x 10 epochs in under 60 s, gradlab steady state, on an
-# H100), then benchmarks/metric_overhead.py's curvature rows at METRIC_RUNS runs.
+# H100), then benchmarks/metric_overhead.py's curvature rows at METRIC_RUNS runs, then the
+# width sweep of benchmarks/width_sweep.py (widths WIDTHS, WIDTH_SEEDS x WIDTH_LRS runs each).
 #
 # Assumes jax with CUDA is installed in the Python it runs ($PYTHON; default: python, else
 # python3). torch (a CUDA build) is optional, as on the CPU; Keras is skipped (100x slower).
 #
 #   bash benchmarks/gpu.sh                                  # 1024 4096 16384 65536 runs
-#   RUNS="16384" REPEATS=1 METRIC_RUNS=0 bash benchmarks/gpu.sh   # just the target, quickly
+#   RUNS="16384" REPEATS=1 METRIC_RUNS=0 WIDTHS="" bash benchmarks/gpu.sh  # just the target
 #   TORCH_LOOP=1 TORCH_FUNC_MAX_RUNS=16384 bash benchmarks/gpu.sh  # every torch baseline
 #   OUT=/tmp bash benchmarks/gpu.sh --loop-configs 8        # extra flags go to the script
 set -euo pipefail
@@ -22,10 +23,15 @@ CHUNK=${CHUNK:-16384}
 # torch.func builds one nn.Module per run in Python (16 s of its 24 s at 16,384 runs on an
 # H200), so above this many runs it is left out. The eager torch loop (2.2 s per 10-epoch run
 # on an H200, 60x the jax loop) runs only with TORCH_LOOP=1. With these defaults the whole
-# script takes about 4.5 minutes on an H200 (by the timings in benchmarks/README.md).
+# script takes about 4.5 minutes on an H200 (by the timings in benchmarks/README.md), before
+# the width sweep (64 runs per width up to 4096: about 21 GB of parameters and Adam state at
+# the widest; not yet timed on a GPU).
 TORCH_FUNC_MAX_RUNS=${TORCH_FUNC_MAX_RUNS:-4096}
 TORCH_LOOP=${TORCH_LOOP:-0}
 METRIC_RUNS=${METRIC_RUNS:-4096}
+WIDTHS=${WIDTHS-"64 128 256 512 1024 2048 4096"}  # empty: no width sweep
+WIDTH_SEEDS=${WIDTH_SEEDS:-8}
+WIDTH_LRS=${WIDTH_LRS:-8}
 OUT=${OUT:-.}
 JSON="$OUT/gpu_throughput.json"
 
@@ -72,4 +78,10 @@ if [ "$METRIC_RUNS" -gt 0 ]; then
   "$PYTHON" benchmarks/metric_overhead.py --runs "$METRIC_RUNS" --repeats "$REPEATS" \
     --only none default "default+sharpness" "default+sharpness, 10 iters" \
     "default+hessian_trace" "default+per_example" --json "$OUT/gpu_metric_overhead.json"
+fi
+
+if [ -n "$WIDTHS" ]; then
+  # shellcheck disable=SC2086  # WIDTHS is a list of widths
+  "$PYTHON" benchmarks/width_sweep.py --widths $WIDTHS --seeds "$WIDTH_SEEDS" \
+    --lrs "$WIDTH_LRS" --repeats "$REPEATS" --json "$OUT/gpu_width_sweep.json"
 fi
