@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 import xarray as xr
-from width_datasets import coord_dataset, transfer_dataset
+from width_datasets import WIDTHS, coord_dataset, transfer_dataset
 
 import gradlab as gl
 
@@ -26,6 +26,7 @@ def test_coord_check_draws_one_line_per_layer_with_its_slope():
         np.testing.assert_allclose(line.get_ydata(), expected.isel(layer=layer))
         assert f"slope {[0.0, 1.0][layer]:+.2f}" in line.get_label()
     assert axes[1].get_xscale() == "log" and axes[1].get_yscale() == "log"
+    assert [t.get_text() for t in axes[1].get_xticklabels()] == [str(w) for w in WIDTHS]
 
 
 def test_coord_check_asks_for_one_chain():

@@ -102,6 +102,8 @@ def coord_check(
         ax.set_xscale("log")
         ax.set_yscale("log")
         style.set_grid_ticks(ax, "x", widths, True)
+        # Widths are integers: 1024, not the three significant digits of 1.02e+03.
+        ax.xaxis.set_ticks(np.asarray(widths, dtype=float), [str(int(w)) for w in widths])
         ax.set_title(f"step {s}", fontsize=10)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
