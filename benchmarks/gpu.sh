@@ -4,13 +4,14 @@
 # the check of the target (16,384 runs x 10 epochs in under 60 s, gradlab steady state, on an
 # H100), then benchmarks/metric_overhead.py's curvature rows at METRIC_RUNS runs, then one
 # fractal trainability image of FRACTAL_SIZE x FRACTAL_SIZE runs (benchmarks/fractal_boundary.py,
-# 1024 x 1024 = 1,048,576 runs by default; FRACTAL_SIZE=0 skips it; not yet timed on a GPU).
+# 1024 x 1024 = 1,048,576 runs by default; FRACTAL_SIZE=0 skips it; not yet timed on a GPU), then
+# the width sweep of benchmarks/width_sweep.py (widths WIDTHS, WIDTH_SEEDS x WIDTH_LRS runs each).
 #
 # Assumes jax with CUDA is installed in the Python it runs ($PYTHON; default: python, else
 # python3). torch (a CUDA build) is optional, as on the CPU; Keras is skipped (100x slower).
 #
 #   bash benchmarks/gpu.sh                                  # 1024 4096 16384 65536 runs
-#   RUNS="16384" REPEATS=1 METRIC_RUNS=0 bash benchmarks/gpu.sh   # just the target, quickly
+#   RUNS="16384" REPEATS=1 METRIC_RUNS=0 WIDTHS="" bash benchmarks/gpu.sh  # just the target
 #   TORCH_LOOP=1 TORCH_FUNC_MAX_RUNS=16384 bash benchmarks/gpu.sh  # every torch baseline
 #   OUT=/tmp bash benchmarks/gpu.sh --loop-configs 8        # extra flags go to the script
 set -euo pipefail
@@ -24,11 +25,16 @@ CHUNK=${CHUNK:-16384}
 # torch.func builds one nn.Module per run in Python (16 s of its 24 s at 16,384 runs on an
 # H200), so above this many runs it is left out. The eager torch loop (2.2 s per 10-epoch run
 # on an H200, 60x the jax loop) runs only with TORCH_LOOP=1. With these defaults the whole
-# script takes about 4.5 minutes on an H200 (by the timings in benchmarks/README.md).
+# script takes about 4.5 minutes on an H200 (by the timings in benchmarks/README.md), before
+# the width sweep (64 runs per width up to 4096: about 21 GB of parameters and Adam state at
+# the widest; not yet timed on a GPU).
 TORCH_FUNC_MAX_RUNS=${TORCH_FUNC_MAX_RUNS:-4096}
 TORCH_LOOP=${TORCH_LOOP:-0}
 METRIC_RUNS=${METRIC_RUNS:-4096}
 FRACTAL_SIZE=${FRACTAL_SIZE:-1024}
+WIDTHS=${WIDTHS-"64 128 256 512 1024 2048 4096"}  # empty: no width sweep
+WIDTH_SEEDS=${WIDTH_SEEDS:-8}
+WIDTH_LRS=${WIDTH_LRS:-8}
 OUT=${OUT:-.}
 JSON="$OUT/gpu_throughput.json"
 
@@ -82,4 +88,10 @@ if [ "$FRACTAL_SIZE" -gt 0 ]; then
   # runs each on a GPU), the box-counting dimension of the image beside the paper's 1.2-2.0.
   "$PYTHON" benchmarks/fractal_boundary.py --size "$FRACTAL_SIZE" --repeats 1 \
     --json "$OUT/gpu_fractal.json" --png "$OUT/gpu_fractal.png"
+fi
+
+if [ -n "$WIDTHS" ]; then
+  # shellcheck disable=SC2086  # WIDTHS is a list of widths
+  "$PYTHON" benchmarks/width_sweep.py --widths $WIDTHS --seeds "$WIDTH_SEEDS" \
+    --lrs "$WIDTH_LRS" --repeats "$REPEATS" --json "$OUT/gpu_width_sweep.json"
 fi

@@ -68,6 +68,15 @@ EXPECTED = {
         ],
         "figures": 4,
     },
+    "06_width_and_mup.ipynb": {
+        "text": [
+            "α: 95% low",  # a column of the exponent table
+            "Tensor Programs V",
+            "largest |slope|, steps 2-5",  # a column of the coordinate-check table
+            "mup, adam, layer 2",
+        ],
+        "figures": 4,
+    },
 }
 
 

@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 import xarray as xr
-from width_datasets import coord_dataset, transfer_dataset
+from width_datasets import WIDTHS, coord_dataset, transfer_dataset
 
 import gradlab as gl
 
@@ -26,6 +26,7 @@ def test_coord_check_draws_one_line_per_layer_with_its_slope():
         np.testing.assert_allclose(line.get_ydata(), expected.isel(layer=layer))
         assert f"slope {[0.0, 1.0][layer]:+.2f}" in line.get_label()
     assert axes[1].get_xscale() == "log" and axes[1].get_yscale() == "log"
+    assert [t.get_text() for t in axes[1].get_xticklabels()] == [str(w) for w in WIDTHS]
 
 
 def test_coord_check_asks_for_one_chain():
@@ -51,3 +52,16 @@ def test_lr_transfer_puts_a_second_axis_side_by_side():
     fig = gl.plots.lr_transfer(both, col="parametrization")
     assert len(fig.axes) == 2
     assert "sp" in fig.axes[0].get_title() and "mup" in fig.axes[1].get_title()
+
+
+def test_lr_transfer_labels_a_power_of_two_grid_as_powers_of_two():
+    ds = transfer_dataset(alpha=0.0)
+    lrs = ds["learning_rate"].values
+    exponents = np.log2(lrs)
+    assert np.all(exponents == np.round(exponents)) and len(lrs) > 6
+    ax = gl.plots.lr_transfer(ds).axes[0]
+    np.testing.assert_allclose(ax.get_xticks(), lrs)
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    every = int(np.ceil(len(lrs) / 6))
+    expected = [f"$2^{{{int(k)}}}$" if i % every == 0 else "" for i, k in enumerate(exponents)]
+    assert labels == expected

@@ -10,6 +10,7 @@ The numbers are those of :func:`gradlab.analysis.coord_check` and
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,6 +32,17 @@ def _single_point(ds: xr.Dataset, keep: Sequence[str], what: str) -> None:
             f"{what} draws one configuration; fix {extra} with sel= (e.g. "
             f"sel={{{extra[0]!r}: {ds[extra[0]].values[0].item()!r}}})"
         )
+
+
+def _set_lr_ticks(ax: Any, lrs: np.ndarray, most: int = 6) -> None:
+    """Log-scale ticks at the learning rates; a grid of powers of two (Tensor Programs V's)
+    is labelled 2^k, at most ``most`` labels, since decimals like 0.000244 collide."""
+    style.set_grid_ticks(ax, "x", lrs, True)
+    exponents = np.log2(np.asarray(lrs, dtype=float))
+    if np.all(exponents == np.round(exponents)):
+        every = max(1, math.ceil(len(lrs) / most))
+        labels = [f"$2^{{{int(k)}}}$" if i % every == 0 else "" for i, k in enumerate(exponents)]
+        ax.xaxis.set_ticks(np.asarray(lrs, dtype=float), labels)
 
 
 def coord_check(
@@ -90,6 +102,8 @@ def coord_check(
         ax.set_xscale("log")
         ax.set_yscale("log")
         style.set_grid_ticks(ax, "x", widths, True)
+        # Widths are integers: 1024, not the three significant digits of 1.02e+03.
+        ax.xaxis.set_ticks(np.asarray(widths, dtype=float), [str(int(w)) for w in widths])
         ax.set_title(f"step {s}", fontsize=10)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
@@ -154,8 +168,7 @@ def lr_transfer(
             eta = float(best.sel(at).squeeze(drop=True))
             if np.isfinite(eta):
                 ax.plot([eta], [float(y.sel({analysis.LR: eta}))], "o", color=color, ms=6)
-        ax.set_xscale("log")
-        style.set_grid_ticks(ax, "x", lrs, True)
+        _set_lr_ticks(ax, lrs)
         ax.set_title(f"{style.label(col)} = {style.format_value(value)}", fontsize=10)
         ax.grid(alpha=0.3)
     axes[-1].legend(fontsize=7, title="dot: η* of the width", title_fontsize=7)
