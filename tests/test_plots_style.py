@@ -24,6 +24,8 @@ from gradlab.plots import style
         (2, "2"),
         (0.0, "0"),
         (1234.5, "1.23e+03"),
+        (1024, "1024"),  # an integer axis (a width) in full
+        (np.int64(4096), "4096"),
         ("relu", "relu"),
         (np.str_("tanh"), "tanh"),
     ],

@@ -101,7 +101,6 @@ from gradlab.analysis.instability import (
     catapult_phases,
     lr_sensitivity,
     lr_units,
-    mean_interval,
     warmup_stability,
 )
 from gradlab.analysis.mean_field import (
@@ -147,6 +146,7 @@ from gradlab.analysis.training import (
     best_over,
     chance_accuracy,
     max_trained_lr,
+    mean_interval,
     median_interval,
     trains,
 )

@@ -24,11 +24,9 @@ needs six at 95 %).
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Sequence
 
 import numpy as np
 import xarray as xr
-from scipy import stats
 
 from gradlab.analysis.selection import (
     LR,
@@ -42,6 +40,7 @@ from gradlab.analysis.selection import (
     quiet_nan_warnings,
 )
 from gradlab.analysis.stability import max_stable_lr
+from gradlab.analysis.training import mean_interval
 
 __all__ = [
     "PHASES",
@@ -54,47 +53,6 @@ __all__ = [
 
 # The phase labels of catapult_phases, in the order of increasing learning rate.
 PHASES = ("monotone", "catapult", "divergent", "unresolved")
-
-
-def mean_interval(da: xr.DataArray, dims: Sequence[str], confidence: float = 0.95) -> xr.Dataset:
-    r"""The mean over ``dims`` with a Student-t confidence interval.
-
-    With the n non-NaN values :math:`x_1, \dots, x_n`, mean :math:`\bar x` and sample standard
-    deviation s (ddof 1):
-
-    .. math:: \bar x \pm t_{n-1,\,(1+\gamma)/2}\; s / \sqrt{n}
-
-    with γ = ``confidence``. Exact for normal values, approximate otherwise. NaN values are
-    skipped (pass the samples that do not count as NaN); with fewer than two the bounds are NaN.
-
-    Args:
-      da: the values.
-      dims: the dims to pool (e.g. ``["seed"]``).
-      confidence: coverage, in (0, 1).
-
-    Returns:
-      A Dataset over the other dims with ``mean``, ``lower``, ``upper`` and ``samples`` (n).
-
-    Example:
-      >>> x = xr.DataArray([1.0, 2.0, 3.0], dims="seed")
-      >>> round(float(mean_interval(x, ["seed"])["upper"]), 3)
-      4.484
-
-    References:
-      Student, "The probable error of a mean", Biometrika 1908.
-    """
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    dims = list(dims)
-    x = da.astype(float)
-    with quiet_nan_warnings():
-        n = x.notnull().sum(dims) if dims else x.notnull().astype(int)
-        mean = x.mean(dims) if dims else x
-        sd = x.std(dims, ddof=1) if dims else xr.full_like(x, np.nan)
-    t = stats.t.ppf(0.5 + confidence / 2.0, np.maximum(n.values - 1, 1))
-    half = (sd / np.sqrt(n.where(n > 0)) * t).where(n >= 2)
-    out = xr.Dataset({"mean": mean, "lower": mean - half, "upper": mean + half, "samples": n})
-    return out.assign_attrs(confidence=confidence, interval="Student t")
 
 
 def _point_axes(ds: xr.Dataset, lr: str, over: Axes, what: str) -> list[str]:

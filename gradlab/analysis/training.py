@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import xarray as xr
+from scipy import stats
 
 from gradlab import schema
 from gradlab.analysis.selection import (
@@ -39,6 +40,7 @@ __all__ = [
     "best_over",
     "chance_accuracy",
     "max_trained_lr",
+    "mean_interval",
     "median_interval",
     "trains",
 ]
@@ -199,6 +201,47 @@ def _median_ci(x: np.ndarray, confidence: float) -> np.ndarray:
         med = float(np.median(x))
     lo, hi = (x[j - 1], x[n - j]) if j > 0 else (np.nan, np.nan)
     return np.array([med, lo, hi, float(n)])
+
+
+def mean_interval(da: xr.DataArray, dims: Sequence[str], confidence: float = 0.95) -> xr.Dataset:
+    r"""The mean over ``dims`` with a Student-t confidence interval.
+
+    With the n non-NaN values :math:`x_1, \dots, x_n`, mean :math:`\bar x` and sample standard
+    deviation s (ddof 1):
+
+    .. math:: \bar x \pm t_{n-1,\,(1+\gamma)/2}\; s / \sqrt{n}
+
+    with γ = ``confidence``. Exact for normal values, approximate otherwise. NaN values are
+    skipped (pass the samples that do not count as NaN); with fewer than two the bounds are NaN.
+
+    Args:
+      da: the values.
+      dims: the dims to pool (e.g. ``["seed"]``).
+      confidence: coverage, in (0, 1).
+
+    Returns:
+      A Dataset over the other dims with ``mean``, ``lower``, ``upper`` and ``samples`` (n).
+
+    Example:
+      >>> x = xr.DataArray([1.0, 2.0, 3.0], dims="seed")
+      >>> round(float(mean_interval(x, ["seed"])["upper"]), 3)
+      4.484
+
+    References:
+      Student, "The probable error of a mean", Biometrika 1908.
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    dims = list(dims)
+    x = da.astype(float)
+    with quiet_nan_warnings():
+        n = x.notnull().sum(dims) if dims else x.notnull().astype(int)
+        mean = x.mean(dims) if dims else x
+        sd = x.std(dims, ddof=1) if dims else xr.full_like(x, np.nan)
+    t = stats.t.ppf(0.5 + confidence / 2.0, np.maximum(n.values - 1, 1))
+    half = (sd / np.sqrt(n.where(n > 0)) * t).where(n >= 2)
+    out = xr.Dataset({"mean": mean, "lower": mean - half, "upper": mean + half, "samples": n})
+    return out.assign_attrs(confidence=confidence, interval="Student t")
 
 
 def median_interval(da: xr.DataArray, dims: Sequence[str], confidence: float = 0.95) -> xr.Dataset:

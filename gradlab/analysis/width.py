@@ -33,7 +33,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import xarray as xr
-from scipy import stats
 
 from gradlab.analysis.fits import power_law_exponent
 from gradlab.analysis.selection import (
@@ -47,6 +46,7 @@ from gradlab.analysis.selection import (
     run_cost,
     select_values,
 )
+from gradlab.analysis.training import mean_interval
 
 __all__ = ["WIDTH", "coord_check", "lr_transfer_exponent", "optimal_lr"]
 
@@ -60,19 +60,6 @@ def _check_axis(ds: xr.Dataset, name: str, what: str) -> None:
         raise ValueError(f"{what} needs a {name!r} grid axis; grid axes: {list(grid)}")
     if ds.sizes[name] < 2:
         raise ValueError(f"{what} needs at least two values of {name!r}, got {ds[name].values}")
-
-
-def _t_interval(
-    samples: xr.DataArray, dim: str, confidence: float
-) -> tuple[xr.DataArray, xr.DataArray, xr.DataArray]:
-    """Mean of ``samples`` over ``dim`` with a Student-t interval (NaN with fewer than two)."""
-    with quiet_nan_warnings():
-        n = samples.notnull().sum(dim)
-        mean = samples.mean(dim)
-        sem = samples.std(dim, ddof=1) / np.sqrt(n)
-    t = xr.apply_ufunc(lambda k: stats.t.ppf(0.5 + confidence / 2, np.maximum(k - 1, 1)), n)
-    half = (t * sem).where(n >= 2)
-    return mean, mean - half, mean + half
 
 
 def coord_check(
@@ -130,7 +117,8 @@ def coord_check(
     with quiet_nan_warnings():
         size = da.median(SEED) if SEED in da.dims else da
     if SEED in slopes.dims:
-        mean, low, high = _t_interval(slopes, SEED, confidence)
+        interval = mean_interval(slopes, [SEED], confidence)
+        mean, low, high = interval["mean"], interval["lower"], interval["upper"]
     else:
         mean, low, high = slopes, xr.full_like(slopes, np.nan), xr.full_like(slopes, np.nan)
     out = xr.Dataset({"slope": mean, "slope_low": low, "slope_high": high, "size": size})

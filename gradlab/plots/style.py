@@ -138,10 +138,13 @@ def init_scale_symbol(init: str | None) -> str:
 
 
 def format_value(v: Any) -> str:
-    """Short tick or legend text for a grid value: strings as they are, exact powers of ten
-    beyond 10^±3 as ``$10^{k}$``, other numbers to three significant digits."""
+    """Short tick or legend text for a grid value: strings as they are, integers (widths, batch
+    sizes, seeds) in full, exact powers of ten beyond 10^±3 as ``$10^{k}$``, other numbers to
+    three significant digits."""
     if isinstance(v, str | np.str_):
         return str(v)
+    if isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_):
+        return str(int(v))
     v = float(v)
     if v != 0 and abs(math.log10(abs(v))) >= 3 and math.log10(abs(v)).is_integer():
         sign = "-" if v < 0 else ""
