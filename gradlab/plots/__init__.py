@@ -17,7 +17,10 @@ The figures, by the question they answer:
   :func:`order_chaos_diagram`, :func:`depth_scale_diagram`, :func:`mean_field_diagram`
   (:mod:`~gradlab.plots.mean_field`);
 - does a parametrization transfer across width: :func:`coord_check`, :func:`lr_transfer`
-  (:mod:`~gradlab.plots.width`).
+  (:mod:`~gradlab.plots.width`);
+- between stable and diverged: :func:`catapult_diagram` (the catapult phases over c and depth
+  or width), :func:`sensitivity_bars` (learning-rate sensitivity per intervention)
+  (:mod:`~gradlab.plots.instability`).
 
 Labels, colours and layout live in :mod:`~gradlab.plots.style`; what a figure reads from the
 Dataset (selection, sorting, pooling) in :mod:`~gradlab.plots.reading`.
@@ -45,6 +48,7 @@ Shared conventions:
 from gradlab.plots.comparison import comparison_bars, optimizer_table, performance_profiles
 from gradlab.plots.divergence import divergence_curve, survival_curves
 from gradlab.plots.heatmaps import phase_diagram
+from gradlab.plots.instability import catapult_diagram, sensitivity_bars, sensitivity_rows
 from gradlab.plots.lines import layer_profile, sharpness_vs_bound, trajectories
 from gradlab.plots.mean_field import (
     chi1_vs_theory,
@@ -69,6 +73,7 @@ __all__ = [
     "MAP",
     "OKABE_ITO",
     "VAR_LABELS",
+    "catapult_diagram",
     "chi1_vs_theory",
     "comparison_bars",
     "coord_check",
@@ -81,6 +86,8 @@ __all__ = [
     "order_chaos_diagram",
     "performance_profiles",
     "phase_diagram",
+    "sensitivity_bars",
+    "sensitivity_rows",
     "sharpness_vs_bound",
     "survival_curves",
     "trajectories",
