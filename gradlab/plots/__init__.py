@@ -19,7 +19,10 @@ The figures, by the question they answer:
 - does a parametrization transfer across width: :func:`coord_check`, :func:`lr_transfer`
   (:mod:`~gradlab.plots.width`);
 - is the trainability boundary fractal: :func:`fractal_image`, :func:`fractal_zooms`
-  (:mod:`~gradlab.plots.fractal`).
+  (:mod:`~gradlab.plots.fractal`);
+- between stable and diverged: :func:`catapult_diagram` (the catapult phases over c and depth
+  or width), :func:`sensitivity_bars` (learning-rate sensitivity per intervention)
+  (:mod:`~gradlab.plots.instability`).
 
 Labels, colours and layout live in :mod:`~gradlab.plots.style`; what a figure reads from the
 Dataset (selection, sorting, pooling) in :mod:`~gradlab.plots.reading`.
@@ -48,6 +51,7 @@ from gradlab.plots.comparison import comparison_bars, optimizer_table, performan
 from gradlab.plots.divergence import divergence_curve, survival_curves
 from gradlab.plots.fractal import fractal_image, fractal_zooms
 from gradlab.plots.heatmaps import phase_diagram
+from gradlab.plots.instability import catapult_diagram, sensitivity_bars, sensitivity_rows
 from gradlab.plots.lines import layer_profile, sharpness_vs_bound, trajectories
 from gradlab.plots.mean_field import (
     chi1_vs_theory,
@@ -72,6 +76,7 @@ __all__ = [
     "MAP",
     "OKABE_ITO",
     "VAR_LABELS",
+    "catapult_diagram",
     "chi1_vs_theory",
     "comparison_bars",
     "coord_check",
@@ -86,6 +91,8 @@ __all__ = [
     "order_chaos_diagram",
     "performance_profiles",
     "phase_diagram",
+    "sensitivity_bars",
+    "sensitivity_rows",
     "sharpness_vs_bound",
     "survival_curves",
     "trajectories",
