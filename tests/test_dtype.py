@@ -91,3 +91,35 @@ def test_bad_dtypes_are_refused(data):
     spec = _spec(data, 0.1, ["float64"], 2)
     with pytest.raises(gl.ConfigError, match=r"^grid.dtype: TPUs have no float64"):
         gl.make_plan(spec, data, platform="tpu")
+
+
+@pytest.mark.slow  # two 32 x 32 fractal images: about 10 s
+def test_the_fractal_boundary_in_float32_and_float64():
+    """Sohl-Dickstein 2024's boundary (the benchmark's window) at two precisions: the verdicts
+    agree away from the boundary, and every run whose verdict flips is a boundary run."""
+    model = gl.ModelSpec(
+        hidden=(16,), activation="tanh", init="normal", use_bias=False, parametrization="mean_field"
+    )
+    n = 32
+    spec = gl.SweepSpec(
+        model=model, data=gl.DataSpec(name="gaussian"), loss="mse", optimizers=("sgd",),
+        grid={
+            "learning_rate": [1.0], "dtype": ["float32", "float64"],
+            "lr_mult_0": {"logspace": [4.8, 5.6, n]}, "lr_mult_1": {"logspace": [1.85, 2.25, n]},
+        },
+        steps=200, batch_size=None, metrics=("none",), log_every=20,
+    )  # fmt: skip
+    ds = gl.run(spec, progress=False).squeeze(drop=True)
+    flips = gl.analysis.precision_flips(ds).values
+    d32 = ds["diverged"].sel(dtype="float32").values
+    assert 0.2 < d32.mean() < 0.8  # the window holds the boundary
+    edge = np.zeros_like(d32)
+    for axis in (0, 1):  # a run with a 4-neighbour of the other outcome
+        differs = np.diff(d32, axis=axis) != 0
+        lo = [slice(None)] * 2
+        hi = [slice(None)] * 2
+        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+        edge[tuple(lo)] |= differs
+        edge[tuple(hi)] |= differs
+    assert flips.mean() < 0.02
+    assert not (flips & ~edge).any(), np.argwhere(flips & ~edge)
