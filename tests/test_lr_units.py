@@ -88,3 +88,29 @@ def test_lr_units_in_toml(data):
     assert spec.lr_units == "sharpness" and "initial_sharpness" in spec.metrics
     assert 'lr_units = "sharpness"' in gl.to_toml(spec)
     assert "lr_units" not in gl.to_toml(spec.replace(lr_units="absolute"))  # the default
+
+
+def test_lanczos_sweeps_on_two_cpu_devices_finish(tmp_path):
+    """XLA:CPU has deadlocked running Lanczos under shard_map on two host devices (12 runs,
+    20 Lanczos steps); such groups run on one device (engine.platform.program_devices). In a
+    subprocess with a time limit, so a regression fails instead of hanging the suite."""
+    import subprocess
+    import sys
+
+    code = """
+import jax
+jax.config.update("jax_num_cpu_devices", 2)
+import numpy as np, gradlab as gl
+data = gl.DataSpec(name="teacher", n_train=64, options={"task": "regression"})
+spec = gl.SweepSpec(model=gl.ModelSpec(hidden=(16,)), data=data, loss="mse",
+    grid={"seed": [0, 1], "learning_rate": list(np.linspace(0.1, 0.6, 6))},
+    metrics=["none", "sharpness", "initial_sharpness"], steps=5, batch_size=None)
+ds = gl.run(spec, progress=False)
+print(int(np.isfinite(ds["initial_sharpness"].values).sum()))
+"""
+    env = {**__import__("os").environ, "GRADLAB_DATA": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=240, env=env
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "12"

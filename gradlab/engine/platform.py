@@ -107,6 +107,16 @@ def kernel_storage(transpose: bool) -> Callable[[Any], Any]:
     )
 
 
+def program_devices(devices: list[Any], lanczos: bool) -> list[Any]:
+    """The devices a group's program is sharded over: all of them, except that on several CPU
+    devices a program that runs Lanczos (the sharpness sets, ``initial_sharpness``) runs on the
+    first one only: XLA:CPU has been seen to deadlock running it under ``shard_map`` over host
+    devices (20 Lanczos steps, 6 runs per device; root cause not yet found)."""
+    if lanczos and len(devices) > 1 and devices[0].platform == "cpu":
+        return devices[:1]
+    return devices
+
+
 def compile_program(
     program: Callable[..., Any], devices: list[Any], hp0: Any, args: list[Any], x64: bool = False
 ):

@@ -181,6 +181,9 @@ def _train_group(
     bar.update(sum(plan.chunk_len(g, c) for c in chunks if c not in todo))
     if not todo:
         return
+    cfg = plan.configs[g]
+    lanczos = cfg.initial_sharpness or {"sharpness", "precond_sharpness"} & set(cfg.curvature_sets)
+    devices = platform.program_devices(devices, bool(lanczos))
     hp0 = {k: jnp.asarray(v) for k, v in plan.chunk(g, 0).items()}
     spec = plan.spec
     key = (
