@@ -82,10 +82,10 @@ def test_a_program_is_compiled_for_its_devices(dataset):
 
 _SWEEP = """
 import jax, gradlab as gl
-print("cache:", jax.config.jax_compilation_cache_dir)
 spec = gl.SweepSpec(model=gl.ModelSpec(hidden=(4,)), grid={"seed": [0]}, steps=2,
                     data=gl.DataSpec(name="digits", n_train=64, n_test=16), batch_size=16)
 gl.run(spec, progress=False)
+print("cache:", jax.config.jax_compilation_cache_dir)
 """
 
 

@@ -3,7 +3,8 @@
 A second ``gl.run`` that changes only traced values (learning rates, seeds, ...) reuses the
 compiled program of the first. Across processes (a new notebook kernel, the next script), JAX's
 persistent compilation cache keeps the compiled executables on disk, so compiling the same
-program again is a load: gradlab turns it on when it is imported (:func:`default_persistent_cache`),
+program again is a load: gradlab turns it on when its engine is first imported, which ``gl.run``
+does before it compiles anything (:func:`default_persistent_cache`),
 in ``<data dir>/jax-cache`` (``$GRADLAB_DATA`` or ``~/.cache/gradlab``), unless the user
 configured one (``jax.config`` or ``JAX_COMPILATION_CACHE_DIR``: never overridden) or
 ``GRADLAB_COMPILE_CACHE`` says otherwise (a directory, or ``0``/``off`` to disable it). Like
