@@ -272,9 +272,12 @@ def axis_label(ds: xr.Dataset, name: str) -> str:
 
 def axis_symbol(ds: xr.Dataset, name: str) -> str:
     """The short legend name of a grid axis in ``ds``: :func:`gradlab.plots.style.symbol`, with
-    ``init_scale`` as σ_w only where the scheme is ``normal``."""
+    ``init_scale`` as σ_w only where the scheme is ``normal``, and the learning rate as c where
+    it is in units of the initial sharpness (``lr_units``)."""
     if name == "init_scale":
         return style.init_scale_symbol(init_scheme(ds))
+    if name == "learning_rate" and ds.attrs.get("lr_units") == "sharpness":
+        return "$c$"
     return style.symbol(name)
 
 
