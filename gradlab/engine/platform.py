@@ -107,6 +107,17 @@ def kernel_storage(transpose: bool) -> Callable[[Any], Any]:
     )
 
 
+def _x64_types() -> Any:
+    """64-bit types for the duration of a ``with`` block: ``jax.enable_x64(True)`` (jax >= 0.8),
+    else the older ``jax.experimental.enable_x64()``."""
+    try:
+        return jax.enable_x64(True)
+    except (AttributeError, TypeError):  # pragma: no cover - older jax
+        from jax.experimental import enable_x64
+
+        return enable_x64()
+
+
 def program_devices(devices: list[Any], lanczos: bool) -> list[Any]:
     """The devices a group's program is sharded over: all of them, except that on several CPU
     devices a program that runs Lanczos (the sharpness sets, ``initial_sharpness``) runs on the
@@ -129,7 +140,7 @@ def compile_program(
     and outputs are 32-bit it is called like any other.
     """
     if x64:
-        with jax.enable_x64(True):
+        with _x64_types():
             return compile_program(program, devices, hp0, args)
     options = CPU_COMPILER_OPTIONS if devices[0].platform == "cpu" else None
     if len(devices) == 1:
