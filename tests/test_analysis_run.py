@@ -64,6 +64,7 @@ def test_sgd_is_one_row_of_distinct_runs_and_the_clipped_chain_one_per_clip_norm
     np.testing.assert_array_equal(sgd.sel(clip_norm=1.0), sgd.sel(clip_norm=3.0))
 
 
+@pytest.mark.slow  # a report with figures: about 8 s
 def test_the_report_of_an_interrupted_sweep_uses_its_finished_runs(run_dir, ds, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)

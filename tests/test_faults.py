@@ -100,6 +100,7 @@ def wait_for(predicate, proc, timeout=120.0) -> None:
 # kill -9
 
 
+@pytest.mark.slow  # three killed subprocesses: about 10 s
 def test_kill_9_at_every_stage_then_resume_is_bit_identical(reference, tmp_path):
     config = tmp_path / "sweep.toml"
     config.write_text(CONFIG)
@@ -445,6 +446,7 @@ def test_enospc_fails_cleanly_and_the_finished_chunks_stay(
         identical(run_one_device(spec, out), reference)
 
 
+@pytest.mark.slow  # a subprocess sweep: about 8 s
 def test_a_file_size_limit_mid_sweep_exits_1_with_one_line(reference, tmp_path):
     """A real failing write in a subprocess (RLIMIT_FSIZE: the kernel refuses the bytes, as a
     full disk does): exit 1, one line, no segfault, no temporary file; the sweep resumes."""

@@ -48,6 +48,7 @@ def test_feature_change_equals_the_hand_computation(dataset):
     assert (ds["act_change_rms_layer"].isel(step=-1) > 0).all()
 
 
+@pytest.mark.slow  # two curvature sweeps: about 8 s
 def test_feature_change_leaves_the_other_metrics_as_they_are(dataset):
     spec = make_spec(dataset, steps=6, metrics=["default", "sharpness"], sharpness_every=2)
     plain = gl.run(spec, progress=False)

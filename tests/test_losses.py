@@ -97,6 +97,7 @@ def test_z_loss_is_refused_with_mse_and_below_zero(dataset):
         make_spec(dataset, grid={"learning_rate": [0.1], "z_loss": [-1e-4]})
 
 
+@pytest.mark.slow  # a dense Hessian per z: about 8 s
 def test_sharpness_is_that_of_the_objective_with_its_z_term(dataset):
     """The curvature sets measure the Hessian of what the optimizer minimises: with the z-term."""
     spec = make_spec(

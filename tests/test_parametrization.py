@@ -193,6 +193,7 @@ CHAINS = {  # chain string -> (the hand optimizer at learning rate η, its updat
 }
 
 
+@pytest.mark.slow  # six sweeps against a hand loop
 @pytest.mark.parametrize(
     "parametrization, hidden, mup_lr",
     [

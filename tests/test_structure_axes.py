@@ -42,6 +42,7 @@ def structured(data):
     return gl.run(_spec(data, (4,), {"width": [4, 16], "depth": [1, 3]}), progress=False)
 
 
+@pytest.mark.slow  # six programs: about 8 s
 def test_each_width_and_depth_trains_as_its_own_model(structured, data):
     ds = structured
     assert ds["layer_width"].dims == ("width", "depth", "layer")
