@@ -314,9 +314,20 @@ def catapult_phases(
         raise ValueError(f"rise must be >= 0, got {rise}")
     c, eta = _curvature_units(ds, lr, lambda0, units)
     flags = _phase_flags(ds, eta, rise)
+    counted = counted_runs(ds, dims)
+    out = xr.Dataset(
+        {"phase": _phase_labels(flags, counted), "c": c, "eta": eta}, coords=counted.coords
+    )
+    if "final_sharpness_ratio" in flags:
+        out["final_sharpness_ratio"] = in_dataset_order(flags["final_sharpness_ratio"], ds)
+    out = out.merge(_boundaries(ds, c, flags, counted, dims, lr, confidence))
+    return out.assign_attrs(lr=lr, over=", ".join(dims), confidence=confidence, rise=rise)
+
+
+def _phase_labels(flags: dict[str, xr.DataArray], counted: xr.DataArray) -> xr.DataArray:
+    """Each run's label of :data:`PHASES` from its flags (``""`` for a run that does not count)."""
     rose, converged = flags["rose"], flags["converged"]
     settled = flags.get("settled", xr.ones_like(rose))
-    counted = counted_runs(ds, dims)
     labels = np.select(
         [
             ~counted.values,
@@ -327,23 +338,33 @@ def catapult_phases(
         ["", PHASES[0], PHASES[1], PHASES[3]],
         PHASES[2],
     )
-    out = xr.Dataset({"phase": (counted.dims, labels), "c": c, "eta": eta}, coords=counted.coords)
-    if "final_sharpness_ratio" in flags:
-        out["final_sharpness_ratio"] = in_dataset_order(flags["final_sharpness_ratio"], ds)
+    return xr.DataArray(labels, dims=counted.dims, coords=counted.coords)
+
+
+def _boundaries(
+    ds: xr.Dataset,
+    c: xr.DataArray,
+    flags: dict[str, xr.DataArray],
+    counted: xr.DataArray,
+    dims: list[str],
+    lr: str,
+    confidence: float,
+) -> xr.Dataset:
+    """c_loss and c_max per sample of ``dims`` (every learning rate counted), then their mean
+    with a Student-t interval and the number of samples."""
     complete = _complete(ds, dims, lr)
     with quiet_nan_warnings():
         boundary = {
-            "c_loss": c.where(rose & counted).min(lr).where(complete),
-            "c_max": c.where(converged & counted).max(lr).where(complete),
+            "c_loss": c.where(flags["rose"] & counted).min(lr).where(complete),
+            "c_max": c.where(flags["converged"] & counted).max(lr).where(complete),
         }
-    samples = None
+    out = xr.Dataset()
     for name, per_sample in boundary.items():
         stats_ = mean_interval(in_dataset_order(per_sample, ds), dims, confidence)
         out[name] = stats_["mean"]
         out[f"{name}_lower"], out[f"{name}_upper"] = stats_["lower"], stats_["upper"]
-        samples = stats_["samples"]
-    out["samples"] = samples
-    return out.assign_attrs(lr=lr, over=", ".join(dims), confidence=confidence, rise=rise)
+        out["samples"] = stats_["samples"]
+    return out
 
 
 def _eta_sharpness(ds: xr.Dataset) -> xr.DataArray:
