@@ -110,33 +110,48 @@ def catapult_diagram(
     cmap = ListedColormap(["white", *[PHASE_COLORS[p] for p in analysis.PHASES]])
     norm = BoundaryNorm(np.arange(-1.5, len(analysis.PHASES)), cmap.N)
     for ax, chain in zip(axes, chains, strict=True):
-        order = [lr] if y is None else [y, lr]
-        z = mode.sel(optimizer=chain).transpose(*order).values.reshape(len(gy.positions), -1)
-        ax.pcolormesh(gx.edges, gy.edges, z, cmap=cmap, norm=norm)
-        frac = share.sel(optimizer=chain).transpose(*order).values.reshape(z.shape)
-        for (i, j), f in np.ndenumerate(frac):
-            if np.isfinite(f):
-                ax.text(gx.positions[j], gy.positions[i], f"{f:.0%}", ha="center", va="center",
-                        fontsize=7, color="white")  # fmt: skip
-        for name, marker in (("c_loss", "D"), ("c_max", "s")):
-            mean = phases[name].sel(optimizer=chain).values.reshape(-1)
-            lo = phases[f"{name}_lower"].sel(optimizer=chain).values.reshape(-1)
-            hi = phases[f"{name}_upper"].sel(optimizer=chain).values.reshape(-1)
-            err = np.where(np.isfinite(lo + hi), np.stack([mean - lo, hi - mean]), 0.0)
-            ax.errorbar(mean, gy.positions, xerr=err, fmt=marker, color="black", mfc="white",
-                        ms=6, capsize=3, label=name, zorder=4)  # fmt: skip
-        ax.axvline(2.0, color="black", ls=":", lw=1, label="c = 2 (published c_loss)")
-        style.set_grid_ticks(ax, "x", gx.positions, gx.log)
-        if y is None:
-            ax.set_yticks([])
-        elif gy.categorical:
-            ax.set_yticks(gy.positions, [str(v) for v in ds[y].values])
-        else:
-            style.set_grid_ticks(ax, "y", gy.positions, gy.log)
+        panel = (mode, share, phases)
+        _phase_panel(ax, ds, [p.sel(optimizer=chain) for p in panel], gx, gy, lr, y, cmap, norm)
         ax.set_title(chain, fontsize=10)
     style.label_panels(
         axes, r"$c = \eta\,\lambda_0$", "" if y is None else reading.axis_label(ds, y)
     )
+    _phase_legend(fig, axes)
+    note = reading.pool_note(ds, pool, per="cell")
+    style.suptitle(fig, "catapult phases in units of the initial sharpness", note)
+    return fig
+
+
+def _phase_panel(ax, ds, panel, gx, gy, lr, y, cmap, norm) -> None:
+    """One chain's diagram: the modal phase per cell with its share, the boundaries per row."""
+    mode, share, phases = panel
+    order = [lr] if y is None else [y, lr]
+    z = mode.transpose(*order).values.reshape(len(gy.positions), -1)
+    ax.pcolormesh(gx.edges, gy.edges, z, cmap=cmap, norm=norm)
+    frac = share.transpose(*order).values.reshape(z.shape)
+    for (i, j), f in np.ndenumerate(frac):
+        if np.isfinite(f):
+            ax.text(gx.positions[j], gy.positions[i], f"{f:.0%}", ha="center", va="center",
+                    fontsize=7, color="white")  # fmt: skip
+    for name, marker in (("c_loss", "D"), ("c_max", "s")):
+        mean = phases[name].values.reshape(-1)
+        lo = phases[f"{name}_lower"].values.reshape(-1)
+        hi = phases[f"{name}_upper"].values.reshape(-1)
+        err = np.where(np.isfinite(lo + hi), np.stack([mean - lo, hi - mean]), 0.0)
+        ax.errorbar(mean, gy.positions, xerr=err, fmt=marker, color="black", mfc="white",
+                    ms=6, capsize=3, label=name, zorder=4)  # fmt: skip
+    ax.axvline(2.0, color="black", ls=":", lw=1, label="c = 2 (published c_loss)")
+    style.set_grid_ticks(ax, "x", gx.positions, gx.log)
+    if y is None:
+        ax.set_yticks([])
+    elif gy.categorical:
+        ax.set_yticks(gy.positions, [str(v) for v in ds[y].values])
+    else:
+        style.set_grid_ticks(ax, "y", gy.positions, gy.log)
+
+
+def _phase_legend(fig: Figure, axes: list[Any]) -> None:
+    """The phases' colours and the boundary markers, beside the panels."""
     handles = [Patch(color=PHASE_COLORS[p], label=p) for p in analysis.PHASES]
     handles += [
         Line2D([], [], marker="D", color="black", mfc="white", ls="", label=r"$c_{loss}$"),
@@ -145,9 +160,6 @@ def catapult_diagram(
     ]
     fig.legend(handles=handles, loc=f"{style.legend_row(axes)} left", bbox_to_anchor=(1.0, 0.9),
                fontsize=8)  # fmt: skip
-    note = reading.pool_note(ds, pool, per="cell")
-    style.suptitle(fig, "catapult phases in units of the initial sharpness", note)
-    return fig
 
 
 def _plain(v: Any) -> str:
