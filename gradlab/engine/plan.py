@@ -212,21 +212,12 @@ def make_plan(
     _check_result_size(spec, len(groups) * num_runs, len(logged), num_layers)
     # The most runs any group trains: its chain reads the most traced axes.
     most_runs = max(
-        math.prod(len(v) for a, v in traced.items() if reads.get(a, [True] * (o + 1))[o])
+        math.prod(len(v) for a, v in traced.items() if a not in reads or reads[a][o])
         for o in range(len(spec.optimizers))
     )
-    if chunk_size is None:
-        batch = static.get("batch_size", (spec.batch_size,))[0]
-        per_run = bytes_per_run(spec, dataset, len(logged), batch or n_train)
-        if per_run > memory_budget:
-            raise ConfigError(
-                f"memory_budget: one run needs about {per_run / 2**20:.0f} MiB, more than the "
-                f"budget of {memory_budget / 2**20:.0f} MiB; raise it or log less often"
-            )
-        cap = max_chunk(platform) * num_devices
-        chunk_size = max(1, min(most_runs, cap, memory_budget // per_run))
-    chunk_size = min(chunk_size, most_runs)
-    chunk_size = math.ceil(chunk_size / num_devices) * num_devices
+    chunk_size = _chunk_size(
+        spec, dataset, chunk_size, most_runs, len(logged), memory_budget, num_devices, platform
+    )
     spec_toml = spec.toml
     layout = store.Layout(
         fingerprint=spec.fingerprint(),
@@ -256,6 +247,33 @@ def make_plan(
         chunk_size,
         layout,
     )
+
+
+def _chunk_size(
+    spec: SweepSpec,
+    dataset: data_lib.Dataset,
+    chunk_size: int | None,
+    most_runs: int,
+    logged: int,
+    memory_budget: int,
+    num_devices: int,
+    platform: str,
+) -> int:
+    """Runs per compiled call: ``chunk_size``, or as many as fit ``memory_budget`` (at most
+    ``max_chunk(platform)`` per device), never more than a group trains, a multiple of
+    ``num_devices``."""
+    if chunk_size is None:
+        batch = spec.static_axes.get("batch_size", (spec.batch_size,))[0]
+        per_run = bytes_per_run(spec, dataset, logged, batch or dataset.x_train.shape[0])
+        if per_run > memory_budget:
+            raise ConfigError(
+                f"memory_budget: one run needs about {per_run / 2**20:.0f} MiB, more than the "
+                f"budget of {memory_budget / 2**20:.0f} MiB; raise it or log less often"
+            )
+        cap = max_chunk(platform) * num_devices
+        chunk_size = max(1, min(most_runs, cap, memory_budget // per_run))
+    chunk_size = min(chunk_size, most_runs)
+    return math.ceil(chunk_size / num_devices) * num_devices
 
 
 def _per_structure(
