@@ -44,6 +44,37 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    _add_run_command(commands)
+
+    report = commands.add_parser(
+        "report",
+        help="write the HTML report of a run directory",
+        description="Write an HTML report (figures, comparison table, spec) and CSV/markdown "
+        "tables for a finished run directory.",
+    )
+    report.add_argument("run_dir", help="a run directory written by `gradlab run`")
+    report.add_argument("--out", required=True, help="directory for the report")
+
+    export = commands.add_parser(
+        "export",
+        help="export a run directory to TensorBoard",
+        description="Write every run's per-step metrics as TensorBoard scalars and its "
+        "hyperparameters and final metrics for TensorBoard's HParams table, one TensorBoard run "
+        "per grid point (see gradlab.export). Needs pip install 'gradlab[tensorboard]'.",
+    )
+    export.add_argument("run_dir", help="a run directory written by `gradlab run`")
+    export.add_argument(
+        "--tensorboard", required=True, metavar="DIR", help="TensorBoard log directory"
+    )
+    export.add_argument(
+        "--overwrite", action="store_true", help="replace event files of an earlier export"
+    )
+
+    _add_data_command(commands)
+    return parser
+
+
+def _add_run_command(commands: Any) -> None:
     run = commands.add_parser(
         "run",
         help="run a sweep (no CONFIG: the embedded default experiment)",
@@ -94,33 +125,6 @@ def _parser() -> argparse.ArgumentParser:
         "does not keep such programs)",
     )
     run.add_argument("--no-report", action="store_true", help="do not write the HTML report")
-
-    report = commands.add_parser(
-        "report",
-        help="write the HTML report of a run directory",
-        description="Write an HTML report (figures, comparison table, spec) and CSV/markdown "
-        "tables for a finished run directory.",
-    )
-    report.add_argument("run_dir", help="a run directory written by `gradlab run`")
-    report.add_argument("--out", required=True, help="directory for the report")
-
-    export = commands.add_parser(
-        "export",
-        help="export a run directory to TensorBoard",
-        description="Write every run's per-step metrics as TensorBoard scalars and its "
-        "hyperparameters and final metrics for TensorBoard's HParams table, one TensorBoard run "
-        "per grid point (see gradlab.export). Needs pip install 'gradlab[tensorboard]'.",
-    )
-    export.add_argument("run_dir", help="a run directory written by `gradlab run`")
-    export.add_argument(
-        "--tensorboard", required=True, metavar="DIR", help="TensorBoard log directory"
-    )
-    export.add_argument(
-        "--overwrite", action="store_true", help="replace event files of an earlier export"
-    )
-
-    _add_data_command(commands)
-    return parser
 
 
 def _add_data_command(commands: Any) -> None:

@@ -90,19 +90,7 @@ def run(
     if jax.process_count() > 1 and out is None:
         raise ConfigError("out: a multi-process sweep needs a run directory on a shared filesystem")
     dataset = resolve_data(spec.data, cache=True)
-    if out is not None and chunk_size is None:  # resume with the chunking already on disk
-        chunk_size = store.RunDir.resumable_chunk_size(out, spec.fingerprint())
-    plan = make_plan(
-        spec,
-        dataset,
-        chunk_size,
-        memory_budget or platform.default_memory_budget(devices),
-        len(devices),
-        platform=devices[0].platform,
-    )
-    if save_params:  # the programs also return θ_T
-        configs = tuple(dataclasses.replace(c, keep_final_params=True) for c in plan.configs)
-        plan = dataclasses.replace(plan, configs=configs)
+    plan = _plan(spec, dataset, out, chunk_size, memory_budget, devices, save_params)
     run_dir = _open_run_dir(out, plan, overwrite) if out else None
     arrays = device_arrays(dataset)
     bar = Bar(sum(plan.layout.group_runs(g) for g in range(len(plan.groups))), progress)
@@ -124,6 +112,33 @@ def run(
     if run_dir:
         return run_dir.finish(attrs, write=jax.process_index() == 0)
     return store.assemble(plan.layout, results, plan.spec_toml, attrs)
+
+
+def _plan(
+    spec: SweepSpec,
+    dataset: Any,
+    out: str | None,
+    chunk_size: int | None,
+    memory_budget: int | None,
+    devices: list[Any],
+    save_params: bool,
+) -> Plan:
+    """The sweep's plan on these devices, keeping the chunking of a run directory that holds
+    the same sweep (a resumed sweep reuses its finished chunks)."""
+    if out is not None and chunk_size is None:
+        chunk_size = store.RunDir.resumable_chunk_size(out, spec.fingerprint())
+    plan = make_plan(
+        spec,
+        dataset,
+        chunk_size,
+        memory_budget or platform.default_memory_budget(devices),
+        len(devices),
+        platform=devices[0].platform,
+    )
+    if save_params:  # the programs also return θ_T
+        configs = tuple(dataclasses.replace(c, keep_final_params=True) for c in plan.configs)
+        plan = dataclasses.replace(plan, configs=configs)
+    return plan
 
 
 def device_arrays(dataset: Any) -> tuple[list[Any], list[Any]]:
