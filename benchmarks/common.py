@@ -253,3 +253,25 @@ def write_json(path: str | None, payload: dict[str, Any], quiet: bool = False) -
             json.dump(payload, f, indent=2, default=float)
         if not quiet:
             print(f"wrote {path}")
+
+
+def hand_loss_and_evaluate(net: Any) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """The hand-written baselines' loss (softmax cross-entropy and the logits of a batch) and
+    evaluation (mean loss and accuracy over [blocks, block, ...] arrays by ``lax.scan``)."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    def loss_fn(p, xb, yb):
+        logits = net.apply({"params": p}, xb)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean(), logits
+
+    def evaluate(p, xs, ys):
+        def block(_, xy):
+            loss, logits = loss_fn(p, *xy)
+            return None, (loss, jnp.mean(jnp.argmax(logits, -1) == xy[1]))
+
+        _, (loss, acc) = jax.lax.scan(block, None, (xs, ys))
+        return loss.mean(), acc.mean()
+
+    return loss_fn, evaluate

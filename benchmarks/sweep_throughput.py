@@ -201,17 +201,7 @@ def jax_functions(w: dict[str, Any]):
         "test": (blocks(jnp.asarray(d.x_test)), blocks(jnp.asarray(d.y_test))),
     }
 
-    def loss_fn(p, xb, yb):
-        logits = net.apply({"params": p}, xb)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean(), logits
-
-    def evaluate(p, xs, ys):
-        def block(_, xy):
-            loss, logits = loss_fn(p, *xy)
-            return None, (loss, jnp.mean(jnp.argmax(logits, -1) == xy[1]))
-
-        _, (loss, acc) = jax.lax.scan(block, None, (xs, ys))
-        return loss.mean(), acc.mean()
+    loss_fn, evaluate = common.hand_loss_and_evaluate(net)
 
     def init(seed, scale):
         key = jax.random.split(jax.random.PRNGKey(seed))[0]

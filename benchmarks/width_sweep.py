@@ -102,17 +102,7 @@ def hand_written(data: Any, order: np.ndarray, width: int):
     train_eval = (blocks(x), blocks(y))
     test_eval = (blocks(jnp.asarray(data.x_test)), blocks(jnp.asarray(data.y_test)))
 
-    def loss_fn(p, xb, yb):
-        logits = net.apply({"params": p}, xb)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean(), logits
-
-    def evaluate(p, xs, ys):
-        def block(_, xy):
-            loss, logits = loss_fn(p, *xy)
-            return None, (loss, jnp.mean(jnp.argmax(logits, -1) == xy[1]))
-
-        _, (loss, acc) = jax.lax.scan(block, None, (xs, ys))
-        return loss.mean(), acc.mean()
+    loss_fn, evaluate = common.hand_loss_and_evaluate(net)
 
     def train(seed, lr):
         key = jax.random.split(jax.random.PRNGKey(seed))[0]  # gradlab's init key of a seed
