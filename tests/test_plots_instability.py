@@ -60,7 +60,7 @@ def test_catapult_diagram_colours_each_cell_by_its_modal_phase():
     np.testing.assert_array_equal(z[0], expected)
     np.testing.assert_array_equal(z[1], expected)  # the same pair of curves, swapped seeds
     texts = [t.get_text() for t in ax.texts]
-    assert texts.count("100%") == 4 and texts.count("50%") == 6  # c = 0.05 and 1.0 agree
+    assert texts.count("100") == 4 and texts.count("50") == 6  # c = 0.05 and 1.0 agree
     # the boundaries: c_loss is the smallest c whose loss rose, c_max the largest converged
     cl = np.mean([0.25, 0.15])  # seed 0 rises first at c = 0.25, seed 1 at 0.15
     cm = np.mean([0.5, 0.25])  # seed 0 converges up to 0.5, seed 1 up to 0.25 (unresolved)

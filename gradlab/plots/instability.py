@@ -58,7 +58,7 @@ def catapult_diagram(
     c = η·λ₀ (the sweep must have ``lr_units = "sharpness"``, so that every run of a cell has
     the same c); y is the grid axis ``y`` (depth, width; ``None``: one row). A cell's colour is
     the phase (:data:`gradlab.analysis.PHASES`) most of its runs are in, pooling the seeds and
-    every other grid axis; its text is the fraction of runs in that phase. Per row, the
+    every other grid axis; its text is the percentage of runs in that phase. Per row, the
     measured boundaries of :func:`gradlab.analysis.catapult_phases` (the mean over the pooled
     points, with the Student-t interval as an error bar): c_loss (the smallest c at which the
     loss rose) as a black diamond, c_max (the largest c at which the run converged) as a black
@@ -131,8 +131,8 @@ def _phase_panel(ax, ds, panel, gx, gy, lr, y, cmap, norm) -> None:
     frac = share.transpose(*order).values.reshape(z.shape)
     for (i, j), f in np.ndenumerate(frac):
         if np.isfinite(f):
-            ax.text(gx.positions[j], gy.positions[i], f"{f:.0%}", ha="center", va="center",
-                    fontsize=7, color="white")  # fmt: skip
+            ax.text(gx.positions[j], gy.positions[i], f"{100 * f:.0f}", ha="center",
+                    va="center", fontsize=6, color="white")  # fmt: skip
     for name, marker in (("c_loss", "D"), ("c_max", "s")):
         mean = phases[name].values.reshape(-1)
         lo = phases[f"{name}_lower"].values.reshape(-1)
