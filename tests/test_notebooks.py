@@ -77,6 +77,15 @@ EXPECTED = {
         ],
         "figures": 4,
     },
+    "07_catapults_and_sensitivity.ipynb": {
+        "text": [
+            "c_loss (the loss first rises)",
+            "catapult: final λ/(2/η)",
+            "all combined",
+            "warmup gains ×",
+        ],
+        "figures": 7,
+    },
 }
 
 
