@@ -168,6 +168,35 @@ def test_catapult_phases_without_sharpness_and_with_a_rise_tolerance():
         analysis.catapult_phases(ds, rise=-0.1)
 
 
+def test_catapult_phases_count_only_early_rises_with_early_steps():
+    # seed 0, lr 0.05 (c = 0.5): the loss falls, then rises above L0 at step 3 (a late rise, as
+    # at the edge of stability); seed 1, lr 0.5 (c = 10): falls, then diverges at step 3
+    ds = catapult_dataset(sharpness=False)
+    ds["loss"][0, 0, 0] = [1.0, 0.8, 0.6, 1.5, 0.5]
+    ds["loss"][0, 1, 3] = [1.0, 0.8, 0.6, 40.0, np.nan]
+    ds["diverged"][0, 1, 3], ds["diverged_at"][0, 1, 3] = True, 3
+    whole = analysis.catapult_phases(ds)
+    early = analysis.catapult_phases(ds, early_steps=2)
+    assert whole["phase"].values[0, 0, 0] == "catapult"
+    assert early["phase"].values[0, 0, 0] == "monotone"
+    assert early["phase"].values[0, 1, 3] == "divergent"  # diverged, just not early
+    assert early.attrs["early_steps"] == 2 and whole.attrs["early_steps"] == "all"
+    # by hand, rises by step 2: seed 0 c = [0.5, 1.5, 2.5, 5, 10] -> first at 2.5 (the late
+    # rise at 0.5 no longer counts); seed 1 c = [1, 3, 5, 10, 20] -> 3 (its late divergence at
+    # 10 is above it anyway); over the whole run seed 0's c_loss is 0.5
+    assert float(early["c_loss"].item()) == pytest.approx(np.mean([2.5, 3.0]))
+    assert float(whole["c_loss"].item()) == pytest.approx(np.mean([0.5, 3.0]))
+    # a curve whose only rise is a divergence after the window is not "rose" by step 2
+    only = ds.isel(seed=[1], learning_rate=[3])
+    assert analysis.catapult_phases(only, lambda0=20.0, early_steps=2)["c_loss"].isnull().all()
+    for bad in (0, 1.5, True, "10"):
+        with pytest.raises(ValueError, match="early_steps"):
+            analysis.catapult_phases(ds, early_steps=bad)
+    with pytest.raises(ValueError, match="no logged step"):
+        analysis.catapult_phases(ds.isel(step=[0, 2, 4]).assign_coords(step=[0, 10, 20]),
+                                 early_steps=5)  # fmt: skip
+
+
 def test_catapult_phases_label_unfinished_runs_empty():
     ds = catapult_dataset()
     finished = np.ones((1, 2, 5), bool)

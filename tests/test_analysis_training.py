@@ -96,3 +96,20 @@ def test_best_over_counts_diverged_runs_as_worst_and_reports_the_others_there():
     by_acc = analysis.best_over(ds, "test_accuracy")
     assert float(by_acc["at"].item()) == 0.1
     assert float(analysis.best_learning_rate(ds).item()) == 0.1
+
+
+def test_a_classifier_without_step0_accuracy_needs_its_chance_level(ds):
+    # a sweep with metrics = ["none"] records test_accuracy but no per-step accuracy: the runs
+    # at lr 3.16 collapsed to chance, and skipping the accuracy condition would call them trained
+    bare = ds.drop_vars("accuracy")
+    with pytest.raises(ValueError, match="chance"):
+        analysis.trains(bare)
+    with pytest.raises(ValueError, match="chance"):
+        analysis.max_trained_lr(bare)
+    np.testing.assert_array_equal(analysis.trains(bare, chance=0.1), analysis.trains(ds))
+    df = analysis.compare_optimizers(bare)  # the table leaves what it cannot judge empty
+    assert np.isnan(df.loc[CLIP, "trained"]) and np.isnan(df.loc[CLIP, "max_trained_lr"])
+    assert df.loc[CLIP, "max_stable_lr"] == 3.16
+    given = analysis.compare_optimizers(bare, chance=0.1)
+    assert given.loc[CLIP, "max_trained_lr"] == 1.0
+    assert given.loc[CLIP, "trained"] == pytest.approx(6 / 12)

@@ -34,7 +34,13 @@ from gradlab.analysis.selection import (
 )
 from gradlab.analysis.stability import stable_lr_range, time_to_explode
 from gradlab.analysis.tables import TABLE_COLUMNS
-from gradlab.analysis.training import best_over, chance_accuracy, max_trained_lr, trains
+from gradlab.analysis.training import (
+    best_over,
+    chance_accuracy,
+    is_classifier,
+    max_trained_lr,
+    trains,
+)
 
 __all__ = ["best_learning_rate", "chain_rows", "compare_optimizers", "relative_cost"]
 
@@ -109,7 +115,8 @@ def compare_optimizers(
     - ``runs``: number of counted runs; ``diverged``: the fraction that diverged; ``trained``:
       the fraction that *trains* (:func:`~gradlab.analysis.trains`: not diverged, final loss at
       most (1 − ``margin``) times the step-0 loss, test accuracy at least chance +
-      ``accuracy_margin``);
+      ``accuracy_margin``; NaN, as is ``max_trained_lr``, for a classifier's sweep that recorded
+      no step-0 ``accuracy`` unless ``chance`` is given);
     - ``max_stable_lr``: largest grid learning rate at which *no* counted run diverged, for any
       seed or pooled axis (:func:`~gradlab.analysis.stable_lr_range`); ``max_trained_lr``: the
       largest at which every counted run trains (:func:`~gradlab.analysis.max_trained_lr`);
@@ -175,7 +182,7 @@ def _row(
         n = counted.sum(grid)
         cols["runs"] = n
         cols["diverged"] = (sub["diverged"].astype(bool) & counted).sum(grid) / n
-        if "loss" in sub and "final_loss" in sub:
+        if _judged(sub, rule):
             cols["trained"] = (trains(sub, **rule) & counted).sum(grid) / n
         if lr in grid:
             cols.update(_lr_columns(sub, lr, best_by, rule, confidence))
@@ -187,6 +194,13 @@ def _row(
     return {k: float(v.squeeze("optimizer")) for k, v in cols.items()}
 
 
+def _judged(sub: xr.Dataset, rule: dict[str, Any]) -> bool:
+    """Whether :func:`trains` can judge the runs: the variables it reads, and for a classifier
+    a chance level (given, or from the step-0 accuracy)."""
+    has = "loss" in sub and "final_loss" in sub
+    return has and (rule["chance"] is not None or not is_classifier(sub))
+
+
 def _lr_columns(
     sub: xr.Dataset, lr: str, best_by: str, rule: dict[str, Any], confidence: float
 ) -> dict[str, xr.DataArray]:
@@ -194,7 +208,7 @@ def _lr_columns(
     others = [d for d in grid_axes(sub) if d != lr]
     rng = stable_lr_range(sub, over=others, lr=lr)
     cols = {"max_stable_lr": rng["max_stable_lr"], "stable_decades": rng["stable_decades"]}
-    if "loss" in sub and "final_loss" in sub:
+    if _judged(sub, rule):
         cols["max_trained_lr"] = max_trained_lr(sub, over=others, lr=lr, **rule)
     if best_by in sub:
         also = [m for m in ("final_loss", "test_accuracy") if m in sub]

@@ -205,14 +205,23 @@ def _curvature_units(
     return in_dataset_order(c + shape, ds), in_dataset_order(eta + shape, ds)
 
 
-def _phase_flags(ds: xr.Dataset, eta: xr.DataArray, rise: float) -> dict[str, xr.DataArray]:
-    """Per run: the loss rose, the run converged, and its sharpness settled below its bound."""
+def _phase_flags(
+    ds: xr.Dataset, eta: xr.DataArray, rise: float, early_steps: int | None
+) -> dict[str, xr.DataArray]:
+    """Per run: the loss rose (within ``early_steps``), the run converged, and its sharpness
+    settled below its bound."""
     loss = ds["loss"].astype(float).where(alive(ds))
     initial = loss.isel(step=0, drop=True)
     diverged = ds["diverged"].astype(bool)
+    window = loss["step"] > loss["step"][0]
+    if early_steps is not None:
+        window = window & (loss["step"] <= early_steps)
+        diverged_early = diverged & (ds["diverged_at"] <= early_steps)
+    else:
+        diverged_early = diverged
     with quiet_nan_warnings():
-        peak = loss.isel(step=slice(1, None)).max("step")
-    rose = diverged | (peak > (1.0 + rise) * initial)
+        peak = loss.where(window).max("step")
+    rose = diverged_early | (peak > (1.0 + rise) * initial)
     last = loss.isel(step=-1, drop=True)
     converged = ~diverged & (last < initial)
     flags = {"rose": rose, "converged": converged}
@@ -236,6 +245,7 @@ def catapult_phases(
     lambda0: float | xr.DataArray | None = None,
     units: str | None = None,
     rise: float = 0.0,
+    early_steps: int | None = None,
     confidence: float = 0.95,
 ) -> xr.Dataset:
     r"""The phase of each run in the catapult picture, and the measured boundaries c_loss, c_max.
@@ -248,8 +258,9 @@ def catapult_phases(
     measure the boundaries' dependence on depth and width. Per run, with
     :math:`L_t` its recorded ``loss`` at the logged steps and :math:`L_0` the first:
 
-    - *the loss rose*: the run diverged, or :math:`\max_{t > 0} L_t > (1 + r) L_0` (r = ``rise``,
-      a tolerance for minibatch noise; 0 for full-batch GD);
+    - *the loss rose*: the run diverged, or :math:`\max_{0 < t \le k} L_t > (1 + r) L_0`
+      (r = ``rise``, a tolerance for minibatch noise, 0 for full-batch GD; k = ``early_steps``,
+      by default the whole run; with k given, a divergence counts only if it happened by step k);
     - *the run converged*: it did not diverge and its last recorded loss is below :math:`L_0`;
     - ``"monotone"``: converged, the loss never rose; ``"catapult"``: converged after the loss
       rose, and — where the sweep recorded ``sharpness`` — the sharpness was below its bound
@@ -267,6 +278,17 @@ def catapult_phases(
     (NaN where no learning rate of the grid qualifies: the boundary is outside the grid),
     then their mean over the seeds with a Student-t interval (:func:`mean_interval`). Both are
     as fine as the grid: the true c_loss lies between the largest c below it and c_loss.
+
+    Where to look for the rise: a catapult is an *early* event (the loss rises within the first
+    few steps, while the sharpness is still near λ₀; Kalra & Barkeshli's phase diagram is of
+    early training). Over a long run a deep network can also rise later for another reason: its
+    loss falls, its sharpness grows (progressive sharpening) until it passes 2/η, and the loss
+    rises above L₀ at the edge of stability (Cohen et al. 2021). ``early_steps = k`` counts only
+    rises within the first k steps as the catapult's, so that c_loss is early training's; the
+    default (the whole run) counts both. Choose k before looking at the data and long enough for
+    a catapult's slow start just above c = 2 (its unstable mode grows by a factor |1 − c| per
+    step: at c = 2.2 two-layer networks of width 256-2048 passed L₀ only at steps 4-14), and
+    check it on the loss curves.
 
     A catapult's loss peak can be many times :math:`L_0` (6× at c = 2.2 for a two-layer ReLU
     network under MSE), and the engine stops a run whose loss exceeds ``divergence_factor``
@@ -286,6 +308,7 @@ def catapult_phases(
       lambda0: λ₀, overriding what the Dataset records.
       units: ``"absolute"`` or ``"sharpness"``, overriding the spec's ``lr_units``.
       rise: the relative rise of the loss above L₀ that counts as rising, ≥ 0.
+      early_steps: count a rise (or a divergence) only up to this step; ``None``: any step.
       confidence: coverage of the intervals.
 
     Returns:
@@ -296,7 +319,8 @@ def catapult_phases(
       with ``_lower``/``_upper``, and ``samples`` (the seeds with every learning rate counted).
 
     Raises:
-      ValueError: ``lr`` is not a grid axis or is in ``over``; no λ₀; ``rise`` negative.
+      ValueError: ``lr`` is not a grid axis or is in ``over``; no λ₀; ``rise`` negative;
+        ``early_steps`` not a positive integer, or fewer than two logged steps within it.
 
     Example:
       >>> phases = catapult_phases(ds)  # doctest: +SKIP
@@ -312,8 +336,9 @@ def catapult_phases(
     dims = _point_axes(ds, lr, over, "catapult_phases")
     if not rise >= 0.0:
         raise ValueError(f"rise must be >= 0, got {rise}")
+    _check_early_steps(ds, early_steps)
     c, eta = _curvature_units(ds, lr, lambda0, units)
-    flags = _phase_flags(ds, eta, rise)
+    flags = _phase_flags(ds, eta, rise, early_steps)
     counted = counted_runs(ds, dims)
     out = xr.Dataset(
         {"phase": _phase_labels(flags, counted), "c": c, "eta": eta}, coords=counted.coords
@@ -321,7 +346,22 @@ def catapult_phases(
     if "final_sharpness_ratio" in flags:
         out["final_sharpness_ratio"] = in_dataset_order(flags["final_sharpness_ratio"], ds)
     out = out.merge(_boundaries(ds, c, flags, counted, dims, lr, confidence))
-    return out.assign_attrs(lr=lr, over=", ".join(dims), confidence=confidence, rise=rise)
+    attrs = dict(lr=lr, over=", ".join(dims), confidence=confidence, rise=rise)
+    return out.assign_attrs(attrs, early_steps="all" if early_steps is None else early_steps)
+
+
+def _check_early_steps(ds: xr.Dataset, early_steps: int | None) -> None:
+    """``early_steps`` is a positive integer with a logged step after step 0 within it."""
+    if early_steps is None:
+        return
+    if isinstance(early_steps, bool) or not isinstance(early_steps, (int, np.integer)):
+        raise ValueError(f"early_steps must be a positive integer or None, got {early_steps!r}")
+    steps = ds["step"].values
+    if early_steps < 1 or not np.any((steps > steps[0]) & (steps <= early_steps)):
+        raise ValueError(
+            f"early_steps = {early_steps}: no logged step after step {steps[0]} within it "
+            f"(logged steps {steps[:4].tolist()}...); log more often (log_every) or widen it"
+        )
 
 
 def _phase_labels(flags: dict[str, xr.DataArray], counted: xr.DataArray) -> xr.DataArray:

@@ -39,6 +39,7 @@ from gradlab.analysis.selection import (
 __all__ = [
     "best_over",
     "chance_accuracy",
+    "is_classifier",
     "max_trained_lr",
     "mean_interval",
     "median_interval",
@@ -77,6 +78,11 @@ def chance_accuracy(ds: xr.Dataset) -> float | None:
         return float(start.median())
 
 
+def is_classifier(ds: xr.Dataset) -> bool:
+    """The Dataset records a finite test accuracy (NaN for regression and diverged runs)."""
+    return "test_accuracy" in ds and bool(np.isfinite(ds["test_accuracy"].values).any())
+
+
 def trains(
     ds: xr.Dataset,
     margin: float = 0.1,
@@ -103,6 +109,10 @@ def trains(
     above the loss of a uniform prediction and can fall below (1 − m) L(0) by collapsing to
     it, still at chance.
 
+    A classifier's sweep without the per-step ``accuracy`` (``metrics = ["none"]``) has no
+    step-0 accuracy: pass ``chance`` (an error says so), rather than skip the accuracy condition
+    and call a collapsed network trained.
+
     A run that survived (did not diverge) but fails either condition did not train. Runs with a
     NaN ``final_loss`` (unfinished runs of a partial Dataset) do not train.
 
@@ -116,7 +126,8 @@ def trains(
       A boolean DataArray ``trains`` over ``(optimizer, *grid)``.
 
     Raises:
-      ValueError: a margin out of range, or a variable missing.
+      ValueError: a margin out of range, a variable missing, or a classifier's chance level
+        unknown (no step-0 accuracy and no ``chance``).
 
     Example:
       >>> trains(ds).sel(optimizer="clip_by_global_norm|sgd").mean("seed")  # doctest: +SKIP
@@ -130,6 +141,12 @@ def trains(
     ok = ~ds["diverged"].astype(bool) & (ds["final_loss"] <= (1.0 - margin) * initial)
     if chance is None:
         chance = chance_accuracy(ds)
+        if chance is None and is_classifier(ds):
+            raise ValueError(
+                "chance: the Dataset has a classifier's test_accuracy but no step-0 minibatch "
+                "accuracy to estimate the chance level from (a sweep with metrics = ['none']); "
+                "pass chance= (1/K for K balanced classes)"
+            )
     if chance is not None and "test_accuracy" in ds:
         ok = ok & (ds["test_accuracy"] >= chance + accuracy_margin)
     return in_dataset_order(ok, ds).rename("trains")
