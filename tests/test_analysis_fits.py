@@ -18,6 +18,13 @@ def test_power_law_exponent_recovers_known_exponents():
     assert np.isnan(analysis.power_law_exponent(y, "init_scale")[2])
 
 
+def test_power_law_exponent_of_a_constant_is_exactly_zero():
+    # the optimal learning rate at every width the same grid point: a slope of 0, not 1e-17
+    widths = [64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0]
+    eta = xr.DataArray([10**-2.5] * 7, dims="width", coords={"width": widths})
+    assert float(analysis.power_law_exponent(eta, "width")) == 0.0
+
+
 def test_crossing_interpolates_the_first_crossing():
     s = [1.0, 2.0, 3.0, 4.0]
     y = xr.DataArray(
