@@ -131,6 +131,15 @@ def test_a_straight_boundary_has_dimension_one(angle):
     assert abs(fit.dimension - 1) < 0.05, fit
 
 
+def test_a_squeezed_dataset_is_one_image_too():
+    # gl.run(spec).squeeze(drop=True) drops the one-chain optimizer dim
+    n = 64
+    rows, cols = np.mgrid[:n, :n]
+    ds = grid_dataset(cols > rows + 0.3).squeeze(drop=True)
+    assert "optimizer" not in ds.dims
+    assert abs(gl.analysis.fractal_dimension(ds).dimension - 1) < 0.1
+
+
 def test_a_boundary_that_fills_the_square_has_dimension_two():
     rows, cols = np.mgrid[:128, :128]
     checkerboard = (rows + cols) % 2 == 0  # every cell differs from its four neighbours

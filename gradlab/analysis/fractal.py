@@ -259,7 +259,7 @@ def image_axes(ds: xr.Dataset, axes: Sequence[str] | None = None) -> tuple[str, 
         raise ValueError(
             f"axes: a fractal image has two grid axes, got {list(axes)}; grid axes: {list(grid)}"
         )
-    others = [d for d in ("optimizer", *grid) if d not in axes and ds.sizes[d] > 1]
+    others = [d for d in ("optimizer", *grid) if d not in axes and ds.sizes.get(d, 1) > 1]
     if others:
         raise ValueError(
             f"{others[0]}: has {ds.sizes[others[0]]} values; select one "

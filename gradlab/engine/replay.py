@@ -8,12 +8,17 @@ logged steps and at the end: the weights of the run that exploded, just before i
 
 The replayed run's metrics equal the sweep's for that run: bit for bit on CPU where the sweep's
 chunks held one run (``chunk_size=1``), to float32 rounding otherwise (XLA blocks the matrix
-products of a chunk of several runs differently; see the README's "Determinism").
+products of a chunk of several runs differently; see the README's "Determinism"). On the edge
+of trainability that rounding can change the verdict: a run that diverged at step 9 in a chunk
+of 512 trained to the end alone (notebook 08). ``replay`` compares its verdict with the sweep's
+and warns when they differ; to look at boundary runs exactly as they were swept, sweep their
+neighbourhood with ``chunk_size=1`` and replay from that Dataset.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -103,10 +108,26 @@ def replay(
     params = jax.tree.map(lambda a: np.asarray(a)[0], out.pop("params"))
     final = jax.tree.map(lambda a: np.asarray(a)[0], out.pop("final_params"))
     result = store.assemble(plan.layout, {(0, 0): out}, plan.spec_toml, {"replayed": 1})
+    _check_verdict(ds, selection, result)
     stride = every // spec.log_every
     steps = np.asarray(plan.layout.steps)[::stride]
     params = jax.tree.map(lambda a: a[::stride], params)
     return Replay(params, steps, final, cfg.module, result)
+
+
+def _check_verdict(ds: xr.Dataset, selection: Mapping[str, Any], result: xr.Dataset) -> None:
+    """Warn when the replayed run diverged at another step than the sweep recorded."""
+    if "diverged_at" not in ds:
+        return
+    swept = int(ds["diverged_at"].sel(selection).squeeze())
+    again = int(result["diverged_at"].squeeze())
+    if swept != again:
+        warnings.warn(
+            f"replay: the replayed run's divergence step is {again}, the sweep's {swept} (-1: "
+            "never): float32 rounding differs between a chunk of runs and a run alone, and this "
+            "run is on the edge; sweep its neighbourhood with chunk_size=1 for exact numbers",
+            stacklevel=3,
+        )
 
 
 def _spec_of(ds: xr.Dataset) -> SweepSpec:
