@@ -86,6 +86,16 @@ EXPECTED = {
         ],
         "figures": 7,
     },
+    "08_fractal_boundary.ipynb": {
+        "text": [
+            "runs per second, in chunks of",
+            "box-counting dimension of the boundary:",
+            "pooled over the 3 levels: D =",
+            "verdicts flipped between float32 and float64",
+            "replayed loss vs its sweep over",
+        ],
+        "figures": 5,
+    },
 }
 
 
