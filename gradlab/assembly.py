@@ -148,6 +148,13 @@ def versions() -> dict[str, str]:
     return dict(_installed_versions())
 
 
+def code_version() -> str:
+    """One line naming the versions that computed a run directory's numbers, e.g.
+    ``"gradlab 0.1.0, jax 0.10.2, jaxlib 0.10.2, flax 0.12.8, optax 0.2.8"``: part of every
+    chunk's identity, so that a sweep resumed under other versions does not mix their numbers."""
+    return ", ".join(f"{k.removesuffix('_version')} {v}" for k, v in _installed_versions().items())
+
+
 @functools.cache
 def _installed_versions() -> dict[str, str]:  # read once per process (benchmarks item 12)
     out = {}

@@ -6,15 +6,21 @@ A run directory holds::
     manifest.json        the layout: groups, grid, steps, chunking, and the spec's fingerprint
     chunks/gGGG-cCCCCC.nc  one finished chunk of one group (netCDF-4 via h5netcdf); its attrs say
                          which sweep (fingerprint), group, chunk size and run range it holds,
-                         with a SHA-256 of its arrays, and a chunk that does not verify is
-                         recomputed, never reused
+                         the versions of gradlab, jax, jaxlib, flax and optax that computed it
+                         (``code``), with a SHA-256 of its arrays; a chunk that does not verify
+                         is recomputed, never reused
     chunks/gGGG-cCCCCC.sha256  the index: that SHA-256 again, written just before the chunk
                          (one file per chunk, so cooperating processes never share a file)
     sessions/*.json      the time each session (process and call) spent, for the totals
     writers/*.json       the leases of the processes writing the directory (gradlab.lease)
     result.nc            the assembled Dataset, written when every chunk is done, and
-    result.sha256        its fingerprint, chunk size and SHA-256: a finished sweep run again
-                         returns result.nc as it is when it verifies, and does not rewrite it
+    result.sha256        its fingerprint, chunk size, code versions and SHA-256: a finished sweep
+                         run again returns result.nc as it is when it verifies, and does not
+                         rewrite it
+
+A sweep resumed under other versions of gradlab or its libraries recomputes the chunks the
+other versions wrote (one warning says so) rather than mix two codes' numbers in one Dataset;
+``gradlab.load`` of a finished directory still reads its result.nc, whatever wrote it.
 
 Every file is written atomically (a temporary file in the same directory, then ``os.replace``),
 so a killed sweep leaves only whole files; calling :func:`gradlab.run` again with the same spec
@@ -44,6 +50,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from gradlab import assembly
 from gradlab.assembly import (
     Layout,
     assemble,
@@ -114,6 +121,7 @@ class RunDir:
         self.lease = lease
         # result.nc verified when opened: every chunk is done, and nothing is written at all
         self.finished = finished
+        self._warned_code = False  # one warning for the chunks other versions wrote
 
     @staticmethod
     def stored_layout(path: str | os.PathLike, field: str = "out") -> Layout | None:
@@ -254,10 +262,12 @@ class RunDir:
 
     def chunk_identity(self, group: int, chunk: int) -> dict[str, Any]:
         """What a chunk file must say about itself to be reused: the sweep's fingerprint, its
-        group and index, the chunk size it was cut with and its run range."""
+        group and index, the chunk size it was cut with, its run range and the code versions
+        (:func:`gradlab.assembly.code_version`)."""
         start = chunk * self.layout.chunk_size
         return {
             "fingerprint": self.layout.fingerprint,
+            "code": assembly.code_version(),
             "group": group,
             "chunk": chunk,
             "chunk_size": self.layout.chunk_size,
@@ -280,6 +290,8 @@ class RunDir:
             return None, f"unreadable ({type(err).__name__})"
         expected = self.chunk_identity(group, chunk)
         differ = [k for k in expected if _plain(attrs.get(k)) != expected[k]]
+        if differ == ["code"]:
+            return None, "computed by other versions of gradlab or its libraries (code differs)"
         if differ:
             return None, f"written for another sweep or chunking ({', '.join(differ)} differ)"
         if attrs.get("checksum") != _checksum(arrays):
@@ -302,7 +314,17 @@ class RunDir:
         arrays, why = self.read_chunk(group, chunk)
         if arrays is None and why != "missing":
             path = self.chunk_path(group, chunk)
-            warnings.warn(f"{path}: {why}; it is recomputed", RuntimeWarning, stacklevel=2)
+            if why.endswith("(code differs)"):
+                if not self._warned_code:
+                    warnings.warn(
+                        f"{self.path}: chunks written by other versions than "
+                        f"{assembly.code_version()} are recomputed",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+                self._warned_code = True
+            else:
+                warnings.warn(f"{path}: {why}; it is recomputed", RuntimeWarning, stacklevel=2)
             path.unlink(missing_ok=True)
         return arrays is not None
 
@@ -412,12 +434,16 @@ class RunDir:
                 ds = ds.load()
         except (OSError, ValueError, KeyError):  # missing, torn or truncated: written again
             return None
-        expected = {
+        return ds if record == self._result_record(ds) else None
+
+    def _result_record(self, ds: xr.Dataset) -> dict[str, Any]:
+        """What result.sha256 says of result.nc: this sweep, chunking and code, its SHA-256."""
+        return {
             "fingerprint": self.layout.fingerprint,
             "chunk_size": self.layout.chunk_size,
+            "code": assembly.code_version(),
             "checksum": _checksum({k: ds[k].values for k in ds.data_vars}),
         }
-        return ds if record == expected else None
 
     def finish(self, attrs: Mapping[str, Any], *, write: bool = True) -> xr.Dataset:
         """Assemble every chunk, write ``result.nc`` (and ``result.sha256``) and return the
@@ -430,11 +456,7 @@ class RunDir:
             if write and stored is None:
                 self.check_owner()
                 _write_netcdf(self.path / "result.nc", ds)
-                record = {
-                    "fingerprint": self.layout.fingerprint,
-                    "chunk_size": self.layout.chunk_size,
-                    "checksum": _checksum({k: ds[k].values for k in ds.data_vars}),
-                }
+                record = self._result_record(ds)
                 atomic_write_text(self.path / "result.sha256", json.dumps(record))
         finally:
             self.close()
