@@ -98,7 +98,7 @@ def flat_loss(data, params, activation="tanh"):
 
 def dense_hessian(data, params):
     loss, flat = flat_loss(data, params)
-    return np.asarray(jax.hessian(loss)(flat), np.float64)
+    return np.asarray(jax.jit(jax.hessian(loss))(flat), np.float64)  # compiled, not op by op
 
 
 def full_batch_grad(data, params):
