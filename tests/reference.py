@@ -75,6 +75,13 @@ def reference_batches(n, batch, steps, seed=0):
     return out[:steps]
 
 
+@functools.cache
+def objective_grad(z_loss: float):
+    """The jitted loss and gradient of the objective, compiled once per ``z_loss``."""
+    objective = functools.partial(reference_loss, activation=jnp.tanh, z_loss=z_loss)
+    return jax.jit(jax.value_and_grad(objective))
+
+
 def reference_train(spec, dataset, tx, seed, factor=10.0, history=None, z_loss=0.0):
     """Hand-written loop: losses per step, grad norms, and the divergence step (-1 if none).
 
@@ -84,8 +91,7 @@ def reference_train(spec, dataset, tx, seed, factor=10.0, history=None, z_loss=0
     """
     params = reference_params(spec, seed)
     state = tx.init(params)
-    objective = functools.partial(reference_loss, activation=jnp.tanh, z_loss=z_loss)
-    grad_fn, update_fn = jax.jit(jax.value_and_grad(objective)), jax.jit(tx.update)
+    grad_fn, update_fn = objective_grad(z_loss), jax.jit(tx.update)
     losses, grad_norms, diverged_at, loss0 = [], [], -1, None
     for t, idx in enumerate(reference_batches(N_TRAIN, 16, spec.steps)):
         x, y = dataset.x_train[idx], dataset.y_train[idx]

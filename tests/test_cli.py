@@ -1,4 +1,5 @@
-"""The command line, run as a user runs it: a real subprocess."""
+"""The command line, run as a user runs it: a real subprocess (the bad fields of a config also
+through ``cli.main`` in this process, one of them in a subprocess too)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 import pytest
 
 import gradlab as gl
+from gradlab import cli
 
 
 def gradlab(*args, cwd, env=None, timeout=900):
@@ -46,16 +48,31 @@ BAD_CONFIGS = {
 }
 
 
+def one_line_refusal(rc: int, stderr: str, field: str, cwd) -> None:
+    """Exit status 2, one line naming the field, no traceback, nothing written."""
+    assert rc == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"gradlab: error: {field}:"), stderr
+    assert "Traceback" not in stderr
+    assert not (cwd / "runs").exists()
+
+
 @pytest.mark.parametrize("field", sorted(BAD_CONFIGS))
-def test_invalid_config_exits_2_with_one_line(field, tmp_path):
+def test_invalid_config_exits_2_with_one_line(field, tmp_path, monkeypatch, capsys):
+    """Each bad field through the command's entry point, in this process."""
     config = tmp_path / "bad.toml"
     config.write_text(BAD_CONFIGS[field])
+    monkeypatch.chdir(tmp_path)
+    rc = cli.main(["run", str(config), "--out", "runs/bad"])
+    one_line_refusal(rc, capsys.readouterr().err, field, tmp_path)
+
+
+def test_invalid_config_in_a_real_process_is_one_line(tmp_path):
+    """The same refusal from ``python -m gradlab``: a fresh process adds nothing to stderr."""
+    config = tmp_path / "bad.toml"
+    config.write_text(BAD_CONFIGS["grid.learning_rate"])
     result = gradlab("run", str(config), "--out", "runs/bad", cwd=tmp_path)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"gradlab: error: {field}:"), result.stderr
-    assert "Traceback" not in result.stderr
-    assert not (tmp_path / "runs").exists()
+    one_line_refusal(result.returncode, result.stderr, "grid.learning_rate", tmp_path)
 
 
 def test_missing_config_file_exits_2(tmp_path):

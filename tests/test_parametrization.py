@@ -159,6 +159,19 @@ def test_mup_at_base_width_is_sp_bit_for_bit(dataset):
 
 
 # -- per-layer learning rates against optax.multi_transform ---------------------------------------
+@jax.jit
+@jax.value_and_grad
+def hand_loss(p, x, y, multipliers):
+    """Cross-entropy of the forward pass h = m_l·(x W) + b written out (tanh, the last linear);
+    compiled once per parameter shapes, the multipliers traced."""
+    names = sorted(p)
+    for i, name in enumerate(names):
+        h = multipliers[i] * (x @ p[name]["kernel"]) + p[name]["bias"][None, :]
+        x = jnp.tanh(h) if i < len(names) - 1 else h
+    logp = jax.nn.log_softmax(x)
+    return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+
+
 def hand_losses(dataset, module, seed, make_tx, factors, multipliers, steps):
     """Per-step losses of a hand-written loop: the forward pass h = m_l·(x W) + b written out,
     one optax optimizer per parameter (``make_tx(factor)``, ``factors[layer][param]``)."""
@@ -166,21 +179,15 @@ def hand_losses(dataset, module, seed, make_tx, factors, multipliers, steps):
         module, jax.random.PRNGKey(seed), jnp.zeros((16, dataset.x_train.shape[1]))
     )
     names = sorted(params)
-
-    def loss_fn(p, x, y):
-        for i, name in enumerate(names):
-            h = multipliers[i] * (x @ p[name]["kernel"]) + p[name]["bias"][None, :]
-            x = jnp.tanh(h) if i < len(names) - 1 else h
-        logp = jax.nn.log_softmax(x)
-        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+    multipliers = jnp.asarray(multipliers, jnp.float32)
 
     labels = {n: {"kernel": f"{n}/kernel", "bias": f"{n}/bias"} for n in names}
     tx = optax.multi_transform(
         {f"{n}/{p}": make_tx(factors[n][p]) for n in names for p in ("kernel", "bias")}, labels
     )
-    state, grad_fn, out = tx.init(params), jax.jit(jax.value_and_grad(loss_fn)), []
+    state, out = tx.init(params), []
     for idx in reference_batches(N_TRAIN, 16, steps):
-        loss, grads = grad_fn(params, dataset.x_train[idx], dataset.y_train[idx])
+        loss, grads = hand_loss(params, dataset.x_train[idx], dataset.y_train[idx], multipliers)
         updates, state = tx.update(grads, state, params)
         params = optax.apply_updates(params, updates)
         out.append(float(loss))

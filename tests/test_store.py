@@ -51,14 +51,17 @@ def test_run_dir_round_trip_and_resume(spec, tmp_path):
 
 
 def test_a_different_spec_is_refused_unless_overwrite(spec, tmp_path):
+    # Chunks of 4 and learning rates changed, not the program: the module's programs serve.
     out = tmp_path / "run"
-    gl.run(spec, out=str(out), progress=False)
-    other = spec.replace(steps=7)
+    gl.run(spec, out=str(out), chunk_size=4, progress=False)
+    other = spec.replace(grid={"seed": [0, 1, 2], "learning_rate": [0.2, 50.0]})
     with pytest.raises(gl.ConfigError, match=r"^out: .* different sweep"):
-        gl.run(other, out=str(out), progress=False)
-    assert gl.load(out).sizes["step"] == 6  # nothing already written was lost
-    ds = gl.run(other, out=str(out), progress=False, overwrite=True)
-    assert ds.sizes["step"] == 7 and gl.load(out).sizes["step"] == 7
+        gl.run(other, out=str(out), chunk_size=4, progress=False)
+    kept = gl.load(out)  # nothing already written was lost
+    assert kept.learning_rate.values.tolist() == [0.1, 100.0] and kept.sizes["step"] == 6
+    ds = gl.run(other, out=str(out), chunk_size=4, progress=False, overwrite=True)
+    for result in (ds, gl.load(out)):
+        assert result.learning_rate.values.tolist() == [0.2, 50.0]
 
 
 def test_load_of_a_missing_directory(tmp_path):

@@ -98,7 +98,7 @@ def flat_loss(data, params, activation="tanh"):
 
 def dense_hessian(data, params):
     loss, flat = flat_loss(data, params)
-    return np.asarray(jax.hessian(loss)(flat), np.float64)
+    return np.asarray(jax.jit(jax.hessian(loss))(flat), np.float64)  # compiled, not op by op
 
 
 def full_batch_grad(data, params):
@@ -163,7 +163,7 @@ def test_per_example_gradient_statistics_match_numpy():
         return -jax.nn.log_softmax(logits)[y]
 
     g = np.asarray(
-        jax.vmap(jax.grad(example_loss), in_axes=(None, 0, 0))(
+        jax.jit(jax.vmap(jax.grad(example_loss), in_axes=(None, 0, 0)))(
             flat, jnp.asarray(data.x_train), jnp.asarray(data.y_train)
         ),
         np.float64,
