@@ -94,3 +94,16 @@ def test_bad_requests_are_refused(spec, saved, tmp_path):
     gl.run(spec.replace(optimizers=(CLIP,), steps=2), out=str(unsaved), progress=False)
     with pytest.raises(FileNotFoundError, match="--save-params"):
         gl.load_params(unsaved, optimizer=CLIP, seed=0, clip_norm=0.1, learning_rate=0.3)
+
+
+def test_a_plain_sweep_before_it_does_not_lose_the_parameters(spec, tmp_path):
+    # the same sweep without save_params first, in this process: its compiled program (which
+    # returns no θ_T) must not be reused for the sweep that saves them
+    grid = {"seed": [0, 1], "learning_rate": [0.3, 300.0]}
+    one = spec.replace(optimizers=("sgd",), grid=grid, steps=5)
+    gl.run(one, out=str(tmp_path / "plain"), progress=False)
+    ds = gl.run(one, out=str(tmp_path / "kept"), save_params=True, progress=False)
+    at = {"optimizer": "sgd", "seed": 1, "learning_rate": 0.3}
+    params = gl.load_params(tmp_path / "kept", **at)  # failed: "run with --save-params"
+    loss = _loss(gl.models.make_model(one.model, 2), params, one.data)  # θ_T is this run's
+    np.testing.assert_allclose(loss, float(ds["final_loss"].sel(at)), rtol=1e-5)

@@ -208,6 +208,7 @@ def _train_group(
         group.label,
         tuple((d.platform, d.id) for d in devices),  # a program is compiled for its devices
         bar.reports_steps,  # the program then holds the progress callback
+        cfg.keep_final_params,  # the program then also returns θ_T (save_params)
         *cache.signature(hp0, args),
     )
     t0 = time.perf_counter()
@@ -232,6 +233,8 @@ def _train_group(
             outputs = jax.device_get(chunk_program(hp, *args))
         clock.run_time += time.perf_counter() - t0
         final_params = outputs.pop("final_params", None)
+        if keep and final_params is None:  # never write a chunk whose parameters were asked for
+            raise RuntimeError("internal: the program of a save_params sweep returned no θ_T")
         outputs = {k: np.asarray(v)[:n] for k, v in outputs.items()}
         if final_params is not None:  # before the chunk: a chunk on disk has its parameters
             real = jax.tree.map(lambda a, n=n: np.asarray(a)[:n], final_params)
