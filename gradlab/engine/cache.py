@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -35,6 +35,7 @@ __all__ = [
     "code_identity",
     "compiled",
     "default_persistent_cache",
+    "program_key",
     "signature",
     "use_persistent_cache",
     "variable_shapes",
@@ -82,6 +83,29 @@ def signature(hp: Mapping[str, jax.Array], args: list[Any]) -> tuple[Any, ...]:
     """The names, shapes and dtypes of a compiled call's arguments."""
     leaves = jax.tree.leaves((hp, args))
     return tuple(sorted(hp)), tuple((x.shape, str(x.dtype)) for x in leaves)
+
+
+def program_key(
+    spec: SweepSpec,
+    label: str,
+    devices: Sequence[Any],
+    hp: Mapping[str, jax.Array],
+    args: list[Any],
+    *flags: Any,
+) -> tuple[Any, ...]:
+    """The cache key of one group's compiled program: everything it was compiled from but the
+    traced values (the spec without its grid, the group's chain and static values, the code,
+    the devices, the arguments' shapes) and the program's own ``flags`` (a progress callback,
+    returning θ_T, returning θ_t)."""
+    return (
+        spec.replace(grid={}, lr_units="absolute").fingerprint(),  # all but the traced values
+        spec.lr_units,
+        code_identity(spec),
+        label,
+        tuple((d.platform, d.id) for d in devices),  # a program is compiled for its devices
+        *flags,
+        *signature(hp, args),
+    )
 
 
 def compiled(key: tuple[Any, ...], compile: Callable[[], Any]) -> tuple[Any, bool]:

@@ -27,7 +27,7 @@ import numpy as np
 import xarray as xr
 
 from gradlab import store
-from gradlab.engine import platform, program
+from gradlab.engine import cache, platform, program
 from gradlab.engine.plan import chain_reads, make_plan, resolve_data
 from gradlab.engine.run import device_arrays, program_args
 from gradlab.errors import ConfigError, fail
@@ -101,8 +101,13 @@ def replay(
     cfg = dataclasses.replace(plan.configs[0], snapshot=True)
     hp = {k: np.asarray(v) for k, v in plan.chunk(0, 0).items()}
     args = program_args(plan, 0, dataset.x_train.shape[0], device_arrays(dataset))
-    compiled = platform.compile_program(
-        program.build_program(cfg), devices, hp, args, x64=cfg.dtype == "float64"
+    flags = (False, False, True)  # callback, θ_T, θ_t (as gl.run's key: snapshot returns both)
+    key = cache.program_key(one, plan.groups[0].label, devices, hp, args, *flags)
+    compiled, _ = cache.compiled(
+        key,
+        lambda: platform.compile_program(
+            program.build_program(cfg), devices, hp, args, x64=cfg.dtype == "float64"
+        ),
     )
     out = jax.device_get(compiled(hp, *args))
     params = jax.tree.map(lambda a: np.asarray(a)[0], out.pop("params"))

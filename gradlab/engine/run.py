@@ -201,16 +201,8 @@ def _train_group(
     devices = platform.program_devices(devices, bool(lanczos))
     hp0 = {k: jnp.asarray(v) for k, v in plan.chunk(g, 0).items()}
     spec = plan.spec
-    key = (
-        spec.replace(grid={}, lr_units="absolute").fingerprint(),  # all but the traced values
-        spec.lr_units,
-        cache.code_identity(spec),
-        group.label,
-        tuple((d.platform, d.id) for d in devices),  # a program is compiled for its devices
-        bar.reports_steps,  # the program then holds the progress callback
-        cfg.keep_final_params,  # the program then also returns θ_T (save_params)
-        *cache.signature(hp0, args),
-    )
+    flags = (bar.reports_steps, cfg.keep_final_params, False)  # callback, θ_T, θ_t
+    key = cache.program_key(spec, group.label, devices, hp0, args, *flags)
     t0 = time.perf_counter()
     with bar.compiling(group.label):
         chunk_program, new = cache.compiled(
