@@ -275,3 +275,25 @@ def hand_loss_and_evaluate(net: Any) -> tuple[Callable[..., Any], Callable[..., 
         return loss.mean(), acc.mean()
 
     return loss_fn, evaluate
+
+
+def hand_adam_train(loss_fn: Callable[..., Any], x: Any, y: Any, order: Any) -> Callable[..., Any]:
+    """The hand-written baselines' training: Adam at ``lr`` by ``lax.scan`` over the batches of
+    ``order`` ([steps, batch] indices into ``x``, ``y``); ``train(params, lr)`` returns the
+    trained parameters and the loss of every step."""
+    import jax
+    import optax
+
+    def train(params, lr):
+        tx = optax.adam(lr)
+
+        def step(carry, idx):
+            p, s = carry
+            (loss, _), g = jax.value_and_grad(loss_fn, has_aux=True)(p, x[idx], y[idx])
+            u, s = tx.update(g, s, p)
+            return (optax.apply_updates(p, u), s), loss
+
+        (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), order)
+        return params, losses
+
+    return train

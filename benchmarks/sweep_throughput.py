@@ -75,7 +75,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common
@@ -210,16 +209,10 @@ def jax_functions(w: dict[str, Any]):
             lambda path, v: v * scale if path[-1].key == "kernel" else v, params
         )
 
+    adam = common.hand_adam_train(loss_fn, x, y, order)
+
     def train(params, lr):
-        tx = optax.adam(lr)
-
-        def step(carry, idx):
-            p, s = carry
-            (loss, _), g = jax.value_and_grad(loss_fn, has_aux=True)(p, x[idx], y[idx])
-            u, s = tx.update(g, s, p)
-            return (optax.apply_updates(p, u), s), loss
-
-        (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), order)
+        params, losses = adam(params, lr)
         train_loss, _ = evaluate(params, *evals["train"])
         test_loss, test_acc = evaluate(params, *evals["test"])
         return losses, train_loss, test_loss, test_acc

@@ -38,7 +38,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common
@@ -103,19 +102,11 @@ def hand_written(data: Any, order: np.ndarray, width: int):
     test_eval = (blocks(jnp.asarray(data.x_test)), blocks(jnp.asarray(data.y_test)))
 
     loss_fn, evaluate = common.hand_loss_and_evaluate(net)
+    adam = common.hand_adam_train(loss_fn, x, y, order)
 
     def train(seed, lr):
         key = jax.random.split(jax.random.PRNGKey(seed))[0]  # gradlab's init key of a seed
-        params = net.init(key, x[: common.BATCH])["params"]
-        tx = optax.adam(lr)
-
-        def step(carry, idx):
-            p, s = carry
-            (loss, _), g = jax.value_and_grad(loss_fn, has_aux=True)(p, x[idx], y[idx])
-            u, s = tx.update(g, s, p)
-            return (optax.apply_updates(p, u), s), loss
-
-        (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), order)
+        params, losses = adam(net.init(key, x[: common.BATCH])["params"], lr)
         return losses, evaluate(params, *train_eval)[0], *evaluate(params, *test_eval)
 
     program = jax.jit(jax.vmap(train))
