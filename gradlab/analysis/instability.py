@@ -19,6 +19,26 @@ be a different number). The intervals over seeds are Student-t intervals of the 
 (:func:`mean_interval`): seeds are independent draws of the same experiment, and sweeps have
 few of them (an order-statistic interval of the median, :func:`~gradlab.analysis.median_interval`,
 needs six at 95 %).
+
+*Catapults in practice* (:func:`catapult_phases`). Where to look for the rise: a catapult is an
+*early* event (the loss rises within the first few steps, while the sharpness is still near λ₀;
+Kalra & Barkeshli's phase diagram is of early training). Over a long run a deep network can also
+rise later for another reason: its loss falls, its sharpness grows (progressive sharpening)
+until it passes 2/η, and the loss rises above L₀ at the edge of stability (Cohen et al. 2021).
+``early_steps = k`` counts only rises within the first k steps as the catapult's, so that c_loss
+is early training's; the default (the whole run) counts both. Choose k before looking at the
+data and long enough for a catapult's slow start just above c = 2 (its unstable mode grows by a
+factor |1 − c| per step: at c = 2.2 two-layer networks of width 256-2048 passed L₀ only at steps
+4-14), and check it on the loss curves.
+A catapult's loss peak can be many times :math:`L_0` (6× at c = 2.2 for a two-layer ReLU
+network under MSE), and the engine stops a run whose loss exceeds ``divergence_factor``
+× its initial loss (default 10): sweep catapults with a large ``divergence_factor`` (e.g.
+10⁶), or runs that would have converged are ``"divergent"`` and c_max comes out too low.
+
+References (catapults): Lewkowycz, Bahri, Dyer, Sohl-Dickstein, Gur-Ari, "The large learning rate
+phase of deep learning: the catapult mechanism", arXiv:2003.02218, 2020; Kalra & Barkeshli,
+"Phase diagram of early training dynamics in deep neural networks: effect of the learning rate,
+depth, and width", NeurIPS 2023 (arXiv:2302.12250).
 """
 
 from __future__ import annotations
@@ -254,8 +274,7 @@ def catapult_phases(
     initialisation), gradient descent on a wide network has three phases (Lewkowycz et al.
     2020): for c < 2 the loss falls (*lazy*, here ``"monotone"``); for 2 < c < c_max the loss
     first rises, the sharpness falls until it is below 2/η, and the run converges in a flatter
-    region (``"catapult"``); above c_max it diverges (``"divergent"``). Kalra & Barkeshli (2023)
-    measure the boundaries' dependence on depth and width. Per run, with
+    region (``"catapult"``); above c_max it diverges (``"divergent"``). Per run, with
     :math:`L_t` its recorded ``loss`` at the logged steps and :math:`L_0` the first:
 
     - *the loss rose*: the run diverged, or :math:`\max_{0 < t \le k} L_t > (1 + r) L_0`
@@ -279,36 +298,18 @@ def catapult_phases(
     then their mean over the seeds with a Student-t interval (:func:`mean_interval`). Both are
     as fine as the grid: the true c_loss lies between the largest c below it and c_loss.
 
-    Where to look for the rise: a catapult is an *early* event (the loss rises within the first
-    few steps, while the sharpness is still near λ₀; Kalra & Barkeshli's phase diagram is of
-    early training). Over a long run a deep network can also rise later for another reason: its
-    loss falls, its sharpness grows (progressive sharpening) until it passes 2/η, and the loss
-    rises above L₀ at the edge of stability (Cohen et al. 2021). ``early_steps = k`` counts only
-    rises within the first k steps as the catapult's, so that c_loss is early training's; the
-    default (the whole run) counts both. Choose k before looking at the data and long enough for
-    a catapult's slow start just above c = 2 (its unstable mode grows by a factor |1 − c| per
-    step: at c = 2.2 two-layer networks of width 256-2048 passed L₀ only at steps 4-14), and
-    check it on the loss curves.
-
-    A catapult's loss peak can be many times :math:`L_0` (6× at c = 2.2 for a two-layer ReLU
-    network under MSE), and the engine stops a run whose loss exceeds ``divergence_factor``
-    × its initial loss (default 10): sweep catapults with a large ``divergence_factor`` (e.g.
-    10⁶), or runs that would have converged are ``"divergent"`` and c_max comes out too low.
-
-    c per run: with ``lr_units = "sharpness"`` in the sweep's spec (:func:`lr_units`) the grid's
-    learning rates *are* c, and η = c/λ₀ with λ₀ the recorded ``initial_sharpness``. Otherwise
-    the axis is η and c = η·λ₀, with λ₀ ``lambda0`` if given (a number, or a DataArray over
-    grid axes, e.g. per seed), else the ``initial_sharpness`` variable, else the ``sharpness``
-    recorded at step 0 (``metrics = ["sharpness"]``).
-
     Args:
       ds: a result Dataset with ``lr`` among its grid axes, ``loss`` and ``diverged``.
-      lr: the learning-rate axis (absolute, or c with ``lr_units = "sharpness"``).
+      lr: the learning-rate axis: c itself with ``lr_units = "sharpness"`` in the spec
+        (:func:`lr_units`; η = c/λ₀), else η (c = η·λ₀).
       over: the axes whose points are samples of the boundaries (default the seeds).
-      lambda0: λ₀, overriding what the Dataset records.
+      lambda0: λ₀ (a number, or a DataArray over grid axes); default the ``initial_sharpness``
+        variable, else the ``sharpness`` recorded at step 0.
       units: ``"absolute"`` or ``"sharpness"``, overriding the spec's ``lr_units``.
       rise: the relative rise of the loss above L₀ that counts as rising, ≥ 0.
-      early_steps: count a rise (or a divergence) only up to this step; ``None``: any step.
+      early_steps: count a rise (or a divergence) only up to this step; ``None``: any step
+        (the module docstring says when to set it, and why catapults need a large
+        ``divergence_factor``).
       confidence: coverage of the intervals.
 
     Returns:
@@ -327,16 +328,10 @@ def catapult_phases(
       >>> phases["phase"].sel(optimizer="sgd", seed=0).to_pandas()  # doctest: +SKIP
       >>> phases["c_loss"].sel(optimizer="sgd")  # about 2 for wide networks  # doctest: +SKIP
 
-    References:
-      Lewkowycz, Bahri, Dyer, Sohl-Dickstein, Gur-Ari, "The large learning rate phase of deep
-      learning: the catapult mechanism", arXiv:2003.02218, 2020.
-      Kalra & Barkeshli, "Phase diagram of early training dynamics in deep neural networks:
-      effect of the learning rate, depth, and width", NeurIPS 2023 (arXiv:2302.12250).
+    References: Lewkowycz et al. 2020 and Kalra & Barkeshli 2023 (the module docstring).
     """
     dims = _point_axes(ds, lr, over, "catapult_phases")
-    if not rise >= 0.0:
-        raise ValueError(f"rise must be >= 0, got {rise}")
-    _check_early_steps(ds, early_steps)
+    _check_rise(ds, rise, early_steps)
     c, eta = _curvature_units(ds, lr, lambda0, units)
     flags = _phase_flags(ds, eta, rise, early_steps)
     counted = counted_runs(ds, dims)
@@ -350,8 +345,11 @@ def catapult_phases(
     return out.assign_attrs(attrs, early_steps="all" if early_steps is None else early_steps)
 
 
-def _check_early_steps(ds: xr.Dataset, early_steps: int | None) -> None:
-    """``early_steps`` is a positive integer with a logged step after step 0 within it."""
+def _check_rise(ds: xr.Dataset, rise: float, early_steps: int | None) -> None:
+    """``rise`` is at least 0; ``early_steps`` is None or a positive integer with a logged step
+    after step 0 within it."""
+    if not rise >= 0.0:
+        raise ValueError(f"rise must be >= 0, got {rise}")
     if early_steps is None:
         return
     if isinstance(early_steps, bool) or not isinstance(early_steps, (int, np.integer)):
