@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "write_netcdf"]
 
 
 def atomic_write(
@@ -64,3 +67,26 @@ def atomic_write_bytes(
     """:func:`atomic_write` of bytes already in memory, written with plain Python I/O (so a
     failing disk raises a Python ``OSError`` and leaves no library half-way through a file)."""
     atomic_write(path, lambda tmp: tmp.write_bytes(data), make_parent=make_parent)
+
+
+_IN_MEMORY = 2**30  # netCDF files up to this size are built in memory, then written
+
+
+def write_netcdf(path: Path, ds: Any, *, make_parent: bool = True) -> None:
+    """Write the xarray Dataset ``ds`` to ``path`` as netCDF-4, atomically.
+
+    HDF5 must never see a failing disk: after a write that fails with ENOSPC it leaves its file
+    half-closed and crashes the process later (a segfault at exit). So the file is built in
+    memory and written with plain Python I/O, which raises a clean ``OSError``. A Dataset over
+    1 GiB (a result.nc; chunks are far smaller) is written by HDF5 directly, to spare the memory
+    of a second copy, after checking that the disk has room for it.
+    """
+    if ds.nbytes <= _IN_MEMORY:
+        data = ds.to_netcdf(engine="h5netcdf")
+        atomic_write_bytes(path, data, make_parent=make_parent)
+        return
+    free = shutil.disk_usage(path.parent).free
+    if free < 1.05 * ds.nbytes + 2**26:
+        need = f"{ds.nbytes / 2**30:.1f} GiB needed, {free / 2**30:.1f} GiB free"
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({need})", str(path))
+    atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"), make_parent=make_parent)

@@ -22,7 +22,7 @@ import xarray as xr
 
 from gradlab.assembly import Layout
 from gradlab.errors import fail
-from gradlab.files import atomic_write
+from gradlab.files import write_netcdf
 
 __all__ = ["load_params", "params_path", "run_position", "write_params"]
 
@@ -65,8 +65,7 @@ def write_params(run_dir: str | os.PathLike, group: int, chunk: int, params: Any
             for name, a in arrays.items()
         }
     )
-    path = params_path(run_dir, group, chunk)
-    atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
+    write_netcdf(params_path(run_dir, group, chunk), ds)  # a full disk: a clean OSError
 
 
 def run_position(layout: Layout, selection: Mapping[str, Any]) -> tuple[int, int, int]:

@@ -27,8 +27,8 @@ so a killed sweep leaves only whole files; calling :func:`gradlab.run` again wit
 and directory computes only the missing chunks. One sweep writes a directory at a time
 (:mod:`gradlab.lease`): another sweep is refused while a writer of it lives, and a writer stops
 before its next chunk if another sweep took the directory over. netCDF files are built in
-memory and written with plain Python I/O (:func:`_write_netcdf`), so a full disk raises an
-``OSError`` and leaves nothing behind. Nothing here imports JAX.
+memory and written with plain Python I/O (:func:`gradlab.files.write_netcdf`), so a full disk
+raises an ``OSError`` and leaves nothing behind. Nothing here imports JAX.
 
 How the chunks tile the Dataset (the :class:`~gradlab.assembly.Layout` stored as the
 manifest, and the assembly) is :mod:`gradlab.assembly`; the leases are :mod:`gradlab.lease`.
@@ -37,7 +37,6 @@ manifest, and the assembly) is :mod:`gradlab.assembly`; the leases are :mod:`gra
 from __future__ import annotations
 
 import dataclasses
-import errno
 import hashlib
 import json
 import os
@@ -59,36 +58,13 @@ from gradlab.assembly import (
     unfinished_arrays,
 )
 from gradlab.errors import ConfigError
-from gradlab.files import atomic_write, atomic_write_bytes, atomic_write_text
+from gradlab.files import atomic_write_text, write_netcdf
 from gradlab.lease import Lease, RunDirError, remove_orphans
 from gradlab.schema import VARIABLES
 
 __all__ = ["Layout", "RunDir", "RunDirError", "assemble", "load"]
 
 _TIMES = ("wall_time_s", "compile_time_s", "run_time_s")
-
-
-_IN_MEMORY = 2**30  # netCDF files up to this size are built in memory, then written
-
-
-def _write_netcdf(path: Path, ds: xr.Dataset, *, make_parent: bool = True) -> None:
-    """Write ``ds`` to ``path`` atomically.
-
-    HDF5 must never see a failing disk: after a write that fails with ENOSPC it leaves its file
-    half-closed and crashes the process later (a segfault at exit). So the file is built in
-    memory and written with plain Python I/O, which raises a clean ``OSError``. A Dataset over
-    1 GiB (a result.nc; chunks are far smaller) is written by HDF5 directly, to spare the memory
-    of a second copy, after checking that the disk has room for it.
-    """
-    if ds.nbytes <= _IN_MEMORY:
-        data = ds.to_netcdf(engine="h5netcdf")
-        atomic_write_bytes(path, data, make_parent=make_parent)
-        return
-    free = shutil.disk_usage(path.parent).free
-    if free < 1.05 * ds.nbytes + 2**26:
-        need = f"{ds.nbytes / 2**30:.1f} GiB needed, {free / 2**30:.1f} GiB free"
-        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({need})", str(path))
-    atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"), make_parent=make_parent)
 
 
 def _chunk_dataset(outputs: Mapping[str, np.ndarray]) -> xr.Dataset:
@@ -347,7 +323,7 @@ class RunDir:
         ds.attrs.update(self.chunk_identity(group, chunk), checksum=checksum)
         try:
             atomic_write_text(self.index_path(group, chunk), checksum, make_parent=False)
-            _write_netcdf(self.chunk_path(group, chunk), ds, make_parent=False)
+            write_netcdf(self.chunk_path(group, chunk), ds, make_parent=False)
         except FileNotFoundError:
             self.check_owner()  # chunks/ removed: by another sweep, most likely
             raise RunDirError(f"out: {self.path / 'chunks'} was removed while writing") from None
@@ -455,7 +431,7 @@ class RunDir:
             ds = stored if stored is not None else self.assemble(self.timing_attrs(attrs))
             if write and stored is None:
                 self.check_owner()
-                _write_netcdf(self.path / "result.nc", ds)
+                write_netcdf(self.path / "result.nc", ds)
                 record = self._result_record(ds)
                 atomic_write_text(self.path / "result.sha256", json.dumps(record))
         finally:

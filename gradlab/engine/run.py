@@ -80,15 +80,9 @@ def run(
     Raises:
       ConfigError: the spec does not fit the data, or ``out`` holds a different sweep.
     """
-    if not isinstance(spec, SweepSpec):
-        raise ConfigError(f"spec: expected a gradlab.SweepSpec, got {type(spec).__name__}")
-    check_mode(progress)
+    _check_arguments(spec, out, progress, save_params)
     start = time.perf_counter()
     devices = list(devices) if devices else jax.local_devices()
-    if save_params and out is None:
-        raise ConfigError("save_params: the parameters are saved in a run directory: give out=")
-    if jax.process_count() > 1 and out is None:
-        raise ConfigError("out: a multi-process sweep needs a run directory on a shared filesystem")
     dataset = resolve_data(spec.data, cache=True)
     plan = _plan(spec, dataset, out, chunk_size, memory_budget, devices, save_params)
     run_dir = _open_run_dir(out, plan, overwrite) if out else None
@@ -112,6 +106,17 @@ def run(
     if run_dir:
         return run_dir.finish(attrs, write=jax.process_index() == 0)
     return store.assemble(plan.layout, results, plan.spec_toml, attrs)
+
+
+def _check_arguments(spec: Any, out: str | None, progress: Any, save_params: bool) -> None:
+    """The arguments of :func:`run` that are wrong before anything is read or compiled."""
+    if not isinstance(spec, SweepSpec):
+        raise ConfigError(f"spec: expected a gradlab.SweepSpec, got {type(spec).__name__}")
+    check_mode(progress)
+    if save_params and out is None:
+        raise ConfigError("save_params: the parameters are saved in a run directory: give out=")
+    if jax.process_count() > 1 and out is None:
+        raise ConfigError("out: a multi-process sweep needs a run directory on a shared filesystem")
 
 
 def _plan(
